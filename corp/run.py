@@ -1,0 +1,266 @@
+"""One run end to end: build from the config, evaluate the base, run the rounds,
+evaluate the consolidated model, and write every output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric import Fabric
+from omegaconf import DictConfig
+
+from corp.config import Config, to_plain, validate
+from corp.consolidate import build_operator
+from corp.loop import RoundLoop, atomic_write_json
+from corp.models.loading import load_model
+from corp.perturb.noise import NoiseSource
+from corp.perturb.space import ParameterSpace
+from corp.report.plots import population_rewards
+from corp.scoring.scorer import Decoded, Scorer
+from corp.tasks.base import SPLITS, build_task
+
+log = logging.getLogger(__name__)
+
+
+def build_loggers(cfg: Config, output_dir: Path) -> list:
+    if cfg.logger.name == "none":
+        return []
+    if cfg.logger.name == "csv":
+        from lightning.fabric.loggers import CSVLogger
+
+        return [CSVLogger(root_dir=str(output_dir), name="csv", version="")]
+    from lightning.pytorch.loggers import WandbLogger
+
+    offline = cfg.logger.offline
+    if offline is None:  # online only when the user has a key configured
+        offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
+    return [
+        WandbLogger(
+            project=cfg.logger.project,
+            name=output_dir.name,
+            group=cfg.logger.group,
+            save_dir=str(output_dir),
+            offline=offline,
+            config=to_plain(cfg),
+        )
+    ]
+
+
+def _netrc_has_wandb() -> bool:
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def _wandb_run(loggers: list) -> Any:
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            return lg.experiment
+    return None
+
+
+def run(cfg: DictConfig | Config) -> dict[str, Any]:
+    """Post-train ``cfg.model`` on ``cfg.task`` with ``cfg.consolidation``; returns results.json's content."""
+    typed = validate(cfg)  # every config error surfaces here, before any work
+    start = time.perf_counter()
+    out = Path(typed.output_dir)
+    if typed.trainer.num_threads:
+        torch.set_num_threads(typed.trainer.num_threads)
+
+    task = build_task(typed.task)
+    sizes = {s: getattr(typed.task, f"{s}_size") for s in SPLITS}
+    splits = task.splits(sizes, typed.task.data_seed)
+    operator = build_operator(typed)
+    out.mkdir(parents=True, exist_ok=True)
+
+    loggers = build_loggers(typed, out)
+    fabric = Fabric(
+        accelerator=typed.trainer.accelerator,
+        devices=typed.trainer.devices,
+        num_nodes=typed.trainer.num_nodes,
+        strategy=typed.trainer.strategy,
+        loggers=loggers,
+    )
+    fabric.launch()
+    try:
+        return _run(typed, fabric, task, splits, operator, out, start, loggers)
+    finally:
+        if _wandb_run(loggers) is not None:
+            import wandb
+
+            wandb.finish()
+
+
+def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start: float, loggers) -> dict[str, Any]:
+    model, tokenizer = load_model(typed.model, fabric.device)
+    noise = NoiseSource(typed.perturbation.noise_mode)
+    space = ParameterSpace(model, noise, typed.perturbation.include, typed.perturbation.exclude)
+    scorer = Scorer(model, tokenizer, task, splits, typed.model.chat_template, typed.model.batch_size)
+    log.info(
+        "model %s: %.1fM perturbed weights in %d tensors; task %s: %s",
+        typed.model.name_or_path,
+        space.dim / 1e6,
+        len(space.params),
+        task.name,
+        ", ".join(f"{s}={len(v)}" for s, v in splits.items()),
+    )
+
+    base = _score_splits(scorer, "base", fabric)
+    loop = RoundLoop(fabric, space, scorer, operator, out)
+    for split in ("support", "probe"):  # the operator's first centre is the base: reuse its scores
+        loop._centre_cache[(split, None)] = base[split].scores
+    loop.run()
+    final = _score_splits(scorer, "final", fabric)
+
+    results = _results(typed, task, base, final, loop, time.perf_counter() - start)
+    if fabric.is_global_zero:
+        _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
+        fabric.log_dict({f"final/{k}": v for k, v in _flat(results).items()})
+        _print_summary(results, out)
+    return results
+
+
+def _score_splits(scorer: Scorer, label: str, fabric: Fabric) -> dict[str, Decoded]:
+    out = {}
+    for split in SPLITS:
+        t = time.perf_counter()
+        out[split] = scorer.score(split)
+        if fabric.is_global_zero:
+            log.info("%s model on %s: accuracy %.3f (%.1fs)", label, split, out[split].scores.accuracy, time.perf_counter() - t)
+    return out
+
+
+def _results(typed: Config, task, base, final, loop: RoundLoop, seconds: float) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "method": typed.consolidation.name,
+        "task": task.name,
+        "model": typed.model.name_or_path,
+        "seed": typed.seed,
+    }
+    for split in SPLITS:
+        res[split] = {
+            "base": base[split].scores.accuracy,
+            "final": final[split].scores.accuracy,
+            "base_reward": base[split].scores.mean_reward,
+            "final_reward": final[split].scores.mean_reward,
+            "n": len(base[split].completions),
+        }
+    res["budget"] = {**asdict(loop.budget), "forward_passes_per_test_example": 1}
+    res["committed"] = {"components": len(loop.space.committed), "coeff_norm": loop.space.committed.norm()}
+    res["rounds"] = [{"round": r.round_idx, "committed": r.committed, **_jsonable(r.metrics)} for r in loop.history]
+    res["seconds"] = seconds
+    return res
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()}
+
+
+def _flat(res: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for k, v in res.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[f"{prefix}{k}"] = float(v)
+    return flat
+
+
+def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, final, loop, results, loggers) -> None:
+    atomic_write_json(out / "results.json", results)
+    atomic_write_json(
+        out / "direction.json",
+        {
+            "model": typed.model.name_or_path,
+            "include": list(typed.perturbation.include),
+            "exclude": list(typed.perturbation.exclude),
+            "noise_mode": typed.perturbation.noise_mode,
+            "perturbed_weights": space.dim,
+            "direction": space.committed.to_json(),
+        },
+    )
+    atomic_write_json(out / "config.json", to_plain(typed))
+    _write_samples(out / "samples.jsonl", scorer, base["test"], final["test"])
+
+    plots = []
+    first = next((r for r in loop.history if r.scores is not None), None)
+    if first is not None:
+        plots.append(
+            population_rewards(
+                first.scores.mean_rewards,
+                first.population.sigmas,
+                base[first.population.split].scores.mean_reward,
+                final[first.population.split].scores.mean_reward,
+                out / "plots" / "population_rewards.png",
+                split=first.population.split,
+            )
+        )
+    if typed.export_model:
+        target = out / "model"
+        tmp = out / "model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)  # the live model holds the centre after the loop
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+
+    run = _wandb_run(loggers)
+    if run is not None:
+        import wandb
+
+        run.summary.update(_flat(results))
+        for p in plots:
+            run.log({f"plots/{p.stem}": wandb.Image(str(p))})
+        table = wandb.Table(columns=["prompt", "answer", "base completion", "final completion", "base reward", "final reward"])
+        for row in _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]:
+            table.add_data(*row.values())
+        run.log({"samples/test": table})
+
+
+def _sample_rows(scorer: Scorer, base: Decoded, final: Decoded) -> list[dict[str, Any]]:
+    rows = []
+    for i, ex in enumerate(scorer.splits["test"]):
+        rows.append(
+            {
+                "prompt": ex.prompt,
+                "answer": ex.answer,
+                "base_completion": base.completions[i],
+                "final_completion": final.completions[i],
+                "base_reward": float(base.scores.rewards[i]),
+                "final_reward": float(final.scores.rewards[i]),
+            }
+        )
+    return rows
+
+
+def _write_samples(path: Path, scorer: Scorer, base: Decoded, final: Decoded) -> None:
+    with open(path, "w") as f:
+        for row in _sample_rows(scorer, base, final):
+            f.write(json.dumps(row) + "\n")
+
+
+def _print_summary(res: dict[str, Any], out: Path) -> None:
+    b = res["budget"]
+    lines = [
+        "",
+        f"CoRP post-training of {res['model']} on {res['task']} ({res['method']}, seed {res['seed']})",
+        f"{'split':<8} {'n':>5} {'base':>8} {'final':>8} {'delta':>8}",
+    ]
+    for split in SPLITS:
+        r = res[split]
+        lines.append(f"{split:<8} {r['n']:>5} {r['base']:>8.3f} {r['final']:>8.3f} {r['final'] - r['base']:>+8.3f}")
+    lines += [
+        f"budget: {b['members_scored']} members scored, {b['example_evals']} example evaluations, "
+        f"{b['candidate_evals']} candidate evaluations, {b['noise_draws']:.0f} noise draws, {b['rounds']} rounds",
+        f"time: {res['seconds']:.0f}s",
+        f"outputs: {out.resolve()}",
+        "",
+    ]
+    print("\n".join(lines))

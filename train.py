@@ -1,0 +1,26 @@
+"""Post-train a language model with CoRP: `python train.py [overrides]`.
+
+Examples:
+    python train.py                                   # embedded SmolLM2-135M-Instruct, arithmetic
+    python train.py task=countdown perturbation.population_size=32
+    python train.py -m seed=0,1,2 consolidation=corp  # a Hydra multirun sweep
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from corp.config import register_configs
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from corp.run import run
+
+    results = run(cfg)
+    return results["probe"]["final"]  # the value sweepers optimise
+
+
+if __name__ == "__main__":
+    main()
