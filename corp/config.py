@@ -8,7 +8,7 @@ key fails at composition; ``validate`` then builds the dataclasses, whose
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -50,8 +50,8 @@ class LoggerConfig:
 
     name: str = "wandb"  # wandb | csv | none
     project: str = "corp"
-    offline: Optional[bool] = None  # null: offline unless a W&B API key is configured
-    group: Optional[str] = None  # W&B group, e.g. the sweep name
+    offline: bool | None = None  # null: offline unless a W&B API key is configured
+    group: str | None = None  # W&B group, e.g. the sweep name
 
     def __post_init__(self) -> None:
         if self.name not in LOGGERS:
@@ -66,7 +66,7 @@ class TrainerConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    num_threads: Optional[int] = None  # torch CPU threads; null leaves torch's default
+    num_threads: int | None = None  # torch CPU threads; null leaves torch's default
 
     def __post_init__(self) -> None:
         if self.accelerator not in ACCELERATORS:
@@ -93,9 +93,9 @@ class Config:
 
 def register_configs() -> None:
     """Put every schema in Hydra's ConfigStore (idempotent)."""
+    from corp import tasks as _  # noqa: F401
     from corp.consolidate import OPERATORS
     from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task imports the built-ins)
-    from corp import tasks as _  # noqa: F401
 
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
@@ -105,7 +105,7 @@ def register_configs() -> None:
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
     for name, task_cls in TASKS.items():
         cs.store(group="task", name=f"{name}_schema", node=task_cls.config_class)
-    for name, (config_cls, _) in OPERATORS.items():
+    for name, (config_cls, _factory) in OPERATORS.items():
         cs.store(group="consolidation", name=f"{name}_schema", node=config_cls)
 
 
@@ -119,15 +119,10 @@ def validate(cfg: DictConfig | Config) -> Config:
 
 
 def _check_cross_group(cfg: Config) -> None:
-    from corp.consolidate import OPERATORS
+    """Checks that need two groups at once (e.g. population size vs elite quantile)."""
+    from corp.consolidate import build_operator
 
-    if cfg.consolidation.name not in OPERATORS:
-        raise ValueError(
-            f"consolidation.name={cfg.consolidation.name!r}; allowed: {', '.join(sorted(OPERATORS))}"
-        )
-    check = getattr(cfg.consolidation, "check_population", None)
-    if check is not None:
-        check(cfg.perturbation.population_size)
+    build_operator(cfg)  # pure logic: raises ValueError naming the keys, costs nothing
 
 
 def to_plain(cfg: Any) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import shutil
 import time
 from dataclasses import asdict
@@ -89,13 +90,18 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
         loggers=loggers,
     )
     fabric.launch()
+    status = "failed"
     try:
-        return _run(typed, fabric, task, splits, operator, out, start, loggers)
-    finally:
+        results = _run(typed, fabric, task, splits, operator, out, start, loggers)
+        status = "success"
+        return results
+    finally:  # each run (also each multirun job) is closed, even on failure
+        for lg in loggers:
+            lg.finalize(status)
         if _wandb_run(loggers) is not None:
             import wandb
 
-            wandb.finish()
+            wandb.finish(exit_code=0 if status == "success" else 1)
 
 
 def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start: float, loggers) -> dict[str, Any]:
@@ -156,6 +162,7 @@ def _results(typed: Config, task, base, final, loop: RoundLoop, seconds: float) 
     res["committed"] = {"components": len(loop.space.committed), "coeff_norm": loop.space.committed.norm()}
     res["rounds"] = [{"round": r.round_idx, "committed": r.committed, **_jsonable(r.metrics)} for r in loop.history]
     res["seconds"] = seconds
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return res
 
 

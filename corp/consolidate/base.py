@@ -81,7 +81,7 @@ def isotropic_population(run_seed: int, round_idx: int, size: int, sigmas: Seque
     """``size`` members sigma_i * eps(seed_i); sigmas cycle through the list."""
     seeds = np.array([member_seed(run_seed, round_idx, i) for i in range(size)], dtype=np.int64)
     sig = np.array([sigmas[i % len(sigmas)] for i in range(size)], dtype=np.float64)
-    return Population([Direction.from_seed(s, c) for s, c in zip(seeds, sig)], seeds, sig)
+    return Population([Direction.from_seed(s, c) for s, c in zip(seeds, sig, strict=True)], seeds, sig)
 
 
 @dataclass

@@ -72,13 +72,18 @@ class ParameterSpace:
         with torch.no_grad():
             for name, param in self.params:
                 n = param.numel()
+                eps = self._noise_buf[:n].view(param.shape)
+                target = targets[name]
+                if len(seeds) == 1 and target.dtype == torch.float32:  # a plain member: one fused pass
+                    self.noise.noise(seeds[0], name, param.shape, device=param.device, out=eps)
+                    torch.add(start[name], eps, alpha=coeffs[0], out=target)
+                    continue
                 acc = self._acc_buf[:n].view(param.shape)
                 acc.copy_(start[name])
-                eps = self._noise_buf[:n].view(param.shape)
                 for seed, coeff in zip(seeds, coeffs):
                     self.noise.noise(seed, name, param.shape, device=param.device, out=eps)
                     acc.add_(eps, alpha=coeff)
-                targets[name].copy_(acc)
+                target.copy_(acc)
 
     def _live(self) -> dict[str, torch.Tensor]:
         return {n: p.data for n, p in self.params}

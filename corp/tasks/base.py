@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -25,8 +25,8 @@ class TaskConfig:
     probe_size: int = 32  # held-out examples for step-size / hyper-parameter choice
     test_size: int = 100  # never used for any choice
     data_seed: int = 0  # fixes the data and its splits, independent of the run seed
-    max_new_tokens: Optional[int] = None  # None: the task's default
-    system_prompt: Optional[str] = None
+    max_new_tokens: int | None = None  # None: the task's default
+    system_prompt: str | None = None
     few_shot: list[dict[str, str]] = field(default_factory=list)  # [{prompt, response}, ...]
 
     def __post_init__(self) -> None:

@@ -1,0 +1,104 @@
+"""Perturb + restore cost against one member's scoring, and peak memory vs population size.
+
+Measured in one run on the embedded model (numbers are ratios of figures taken here):
+
+    python benchmarks/perturb_overhead.py [--members 5] [--populations 8 64]
+
+1. For a few members: time of ``space.apply`` + ``space.restore`` vs time of scoring
+   that member on the default task's support split; the machine's raw
+   ``torch.randn`` + copy rate over the same number of weights is printed as the floor.
+2. Peak resident memory of complete ``train.py`` runs (tiny splits, stage 1 only)
+   with population 8 and 64: memory must not grow with the population.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from corp.config import register_configs, validate  # noqa: E402
+from corp.models.loading import load_model  # noqa: E402
+from corp.perturb.direction import Direction  # noqa: E402
+from corp.perturb.noise import NoiseSource  # noqa: E402
+from corp.perturb.space import ParameterSpace  # noqa: E402
+from corp.scoring.scorer import Scorer  # noqa: E402
+from corp.tasks.base import SPLITS, build_task  # noqa: E402
+
+
+def default_config():
+    register_configs()
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        cfg = compose(config_name="config", overrides=["output_dir=/tmp/unused"])
+    return validate(cfg)
+
+
+def perturb_vs_score(members: int) -> None:
+    cfg = default_config()
+    task = build_task(cfg.task)
+    splits = task.splits({s: getattr(cfg.task, f"{s}_size") for s in SPLITS}, cfg.task.data_seed)
+    model, tok = load_model(cfg.model)
+    space = ParameterSpace(model, NoiseSource())
+    scorer = Scorer(model, tok, task, splits, cfg.model.chat_template, cfg.model.batch_size)
+    scorer.score("support")  # warm-up
+    perturb = score = 0.0
+    for k in range(members):
+        t0 = time.perf_counter()
+        space.apply(Direction.from_seed(1000 + k, cfg.perturbation.sigmas[0]))
+        t1 = time.perf_counter()
+        scorer.score("support")
+        t2 = time.perf_counter()
+        space.restore()
+        t3 = time.perf_counter()
+        perturb += (t1 - t0) + (t3 - t2)
+        score += t2 - t1
+    n = space.dim
+    buf, dst = torch.empty(n), torch.empty(n)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        torch.randn(n, out=buf)
+        dst.copy_(buf)
+    floor = (time.perf_counter() - t0) / 3
+    print(f"perturbed weights: {n / 1e6:.1f}M in {len(space.params)} tensors; support split: {len(splits['support'])} examples")
+    print(f"perturb + restore per member: {perturb / members:.3f}s")
+    print(f"scoring per member:           {score / members:.3f}s")
+    print(f"overhead fraction:            {perturb / score:.1%} of scoring time")
+    print(f"floor (raw randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s")
+
+
+def peak_memory(populations: list[int]) -> None:
+    peaks = {}
+    for n in populations:
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [
+                sys.executable, str(ROOT / "train.py"), f"perturbation.population_size={n}",
+                "task.support_size=4", "task.probe_size=4", "task.test_size=4", "task.max_new_tokens=4",
+                "consolidation.stage2_rounds=0", "logger=none", "export_model=false", f"output_dir={out}",
+                f"hydra.run.dir={out}",
+            ]  # fmt: skip
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            res = json.loads((Path(out) / "results.json").read_text())
+            peaks[n] = res["peak_rss_mb"]
+            print(f"population {n:>4}: peak RSS {peaks[n]:.0f} MiB ({time.perf_counter() - t0:.0f}s)")
+    lo, hi = min(populations), max(populations)
+    print(f"peak memory ratio population {hi} / population {lo}: {peaks[hi] / peaks[lo]:.3f}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--populations", type=int, nargs="+", default=[8, 64])
+    args = ap.parse_args()
+    perturb_vs_score(args.members)
+    peak_memory(args.populations)

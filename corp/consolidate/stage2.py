@@ -1,0 +1,160 @@
+"""CoRP stage 2 building blocks: split halves, local members, scores, gate statistics.
+
+Pure functions; ``corp.consolidate.corp.CorpOperator`` strings them into gated rounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from corp.consolidate.base import Population, member_seed
+from corp.consolidate.stage1 import softmax
+from corp.perturb.direction import Direction, weighted_svd
+
+LAMBDA_MIN, LAMBDA_MAX = 0.15, 0.95  # clip range of lambda's target (METHOD.md section 4)
+
+
+def split_support(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(selection, gate) halves of range(size), each sorted; the gate gets the odd example."""
+    perm = np.random.default_rng(seed).permutation(size)
+    return np.sort(perm[: size // 2]), np.sort(perm[size // 2 :])
+
+
+def _stream(run_seed: int, round_idx: int) -> np.random.Generator:
+    """A numpy generator private to (run, round), independent of member seeds."""
+    digest = hashlib.blake2b(f"corp-local-z/{run_seed}/{round_idx}".encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+@dataclass
+class LocalPopulation(Population):
+    """Stage-2 members with their structure kept, so a scorer can cache the shared components:
+    ``members[i] == fresh_coeff * eps(seeds[i]) + sum_k coords[i, k] * components[k]``."""
+
+    components: list[Direction] = field(default_factory=list)
+    coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # members x components
+    fresh_coeff: float = 0.0
+
+
+def local_population(
+    run_seed: int,
+    round_idx: int,
+    size: int,
+    sigma: float,
+    lam: float,
+    components: Sequence[Direction],
+    eigenvalues: np.ndarray,
+    indices: np.ndarray,
+) -> LocalPopulation:
+    """Members a_i = sigma * (sqrt(lam) eps_i + sqrt(1 - lam) sum_k sqrt(L_k) z_ik u_k).
+
+    ``eigenvalues`` must sum to one (see ``fit_cloud``) so both parts have unit expected
+    squared norm and E||a_i||^2 = sigma^2 for every lam. Without components the members
+    are isotropic. Scored on ``indices`` of the support split (the selection half).
+    """
+    seeds = np.array([member_seed(run_seed, round_idx, i) for i in range(size)], dtype=np.int64)
+    components = list(components)
+    k = len(components)
+    z = _stream(run_seed, round_idx).standard_normal((size, k))
+    fresh = sigma * (math.sqrt(lam) if k else 1.0)
+    coords = sigma * math.sqrt(1.0 - lam) * np.sqrt(np.asarray(eigenvalues, dtype=np.float64)) * z
+    members = [
+        Direction.combine([Direction.from_seed(int(s)), *components], [fresh, *coords[i]]).pruned()
+        for i, s in enumerate(seeds)
+    ]
+    return LocalPopulation(
+        members,
+        seeds,
+        np.full(size, sigma),
+        split="support",
+        indices=np.asarray(indices),
+        components=components,
+        coords=coords,
+        fresh_coeff=fresh,
+    )
+
+
+def fit_cloud(directions: Sequence[Direction], weights: np.ndarray, rank: int) -> tuple[list[Direction], np.ndarray]:
+    """Top-``rank`` principal directions of the weighted second moment, eigenvalues summing to one.
+
+    Uncentred, as in CMA-ES's rank-mu update: the directions are displacements from the
+    centre they were drawn around, so the mean displacement (the direction of progress)
+    stays in the subspace instead of being projected out.
+    """
+    components, eig, _ = weighted_svd(directions, weights, rank=rank, center=False)
+    keep = eig > 0
+    eig = eig[keep]
+    if not len(eig):
+        return [], np.zeros(0)
+    return [c.pruned() for c, k in zip(components, keep, strict=True) if k], eig / eig.sum()
+
+
+def constructive_scores(centre: np.ndarray, correct: np.ndarray, lambda_reg: float) -> np.ndarray:
+    """(fixes - lambda_reg * regressions) / n per row of ``correct``, relative to ``centre``."""
+    centre = np.asarray(centre, dtype=bool)
+    correct = np.asarray(correct, dtype=bool)
+    fixes = np.sum(~centre & correct, axis=-1)
+    regressions = np.sum(centre & ~correct, axis=-1)
+    return (fixes - lambda_reg * regressions) / centre.shape[-1]
+
+
+def paired_lcb(centre: np.ndarray, other: np.ndarray, z: float) -> tuple[float, float]:
+    """(mean, mean - z * SE) of the per-example difference other - centre.
+
+    With fewer than two examples there is no standard error: the bound is -inf.
+    """
+    diff = np.asarray(other, dtype=np.float64) - np.asarray(centre, dtype=np.float64)
+    mean = float(diff.mean())
+    if len(diff) < 2:
+        return mean, -math.inf
+    return mean, mean - z * float(diff.std(ddof=1)) / math.sqrt(len(diff))
+
+
+def ess(weights: np.ndarray) -> float:
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def ess_weights(scores: np.ndarray, target: float, iterations: int = 100) -> tuple[np.ndarray, float]:
+    """Softmax weights softmax(b * scores) whose ESS = 1/sum w^2 hits ``target``; returns (w, b).
+
+    ESS falls monotonically from n (b = 0) to the number of tied best scores (b -> inf), so
+    b is found by doubling then bisection. Targets outside that range are clipped to it.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    s = s - s.max()
+    n = len(s)
+    top = int(np.sum(s == 0))
+    if target >= n or top == n:
+        return np.full(n, 1.0 / n), 0.0
+    if target <= top:
+        return (s == 0) / top, math.inf
+    lo, hi = 0.0, 1.0
+    while ess(softmax(hi * s)) > target:
+        lo, hi = hi, 2.0 * hi
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        if ess(softmax(mid * s)) > target:
+            lo = mid
+        else:
+            hi = mid
+    b = 0.5 * (lo + hi)
+    return softmax(b * s), b
+
+
+def ess_target(round_k: int, rounds: int, start: float, end: float) -> float:
+    """Target ESS for stage-2 round ``round_k``: linear from ``start`` (first) to ``end`` (last)."""
+    if rounds <= 1:
+        return float(start)
+    return float(start + (end - start) * min(round_k, rounds - 1) / (rounds - 1))
+
+
+def next_lambda(lam: float, share_positive: float) -> float:
+    """Halfway toward clip(0.15 + 0.8 (1 - share), 0.15, 0.95): few improving members -> more isotropy."""
+    target = min(max(LAMBDA_MIN + 0.8 * (1.0 - share_positive), LAMBDA_MIN), LAMBDA_MAX)
+    return 0.5 * (lam + target)

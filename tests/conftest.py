@@ -1,0 +1,42 @@
+"""Shared fixtures: composed configs, the embedded model's converted copy, a tiny model."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from corp.config import register_configs
+from corp.models.loading import ModelConfig, resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+register_configs()
+
+
+def compose_config(overrides: list[str]):
+    """The real config, composed exactly as `python train.py <overrides>` would."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """The embedded SmolLM2 converted to safetensors (done once, then cached)."""
+    return Path(resolve(ModelConfig()))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
+    """A 2-layer Llama with random weights and the embedded model's real tokenizer."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tok = AutoTokenizer.from_pretrained(embedded_dir)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,83 @@
+"""Config composition of every group, and bad values stopping the run before any work."""
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError
+
+from corp.config import validate
+from tests.conftest import ROOT, compose_config
+
+GROUP_OPTIONS = {
+    "model": ["smollm2"],
+    "task": ["arithmetic", "countdown"],
+    "perturbation": ["default", "paper"],
+    "consolidation": ["corp", "corp_paper"],
+    "logger": ["wandb", "csv", "none"],
+    "trainer": ["cpu", "gpu"],
+}
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUP_OPTIONS.items() for o in opts])
+def test_every_group_option_composes_and_validates(group, option):
+    cfg = validate(compose_config([f"{group}={option}", "output_dir=/tmp/x"]))
+    assert getattr(cfg, group) is not None
+
+
+def test_required_keys_exist_with_their_names():
+    cfg = compose_config(["output_dir=/tmp/x"])
+    for key in ["seed", "perturbation.population_size", "perturbation.sigmas", "task.support_size",
+                "task.probe_size", "task.test_size"]:  # fmt: skip
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node is not None, key
+
+
+def test_overrides_reach_the_typed_config():
+    cfg = validate(compose_config(["perturbation.population_size=4", "task.support_size=8", "seed=3",
+                                   "perturbation.sigmas=[0.01]", "output_dir=/tmp/x"]))  # fmt: skip
+    assert (cfg.perturbation.population_size, cfg.task.support_size, cfg.seed) == (4, 8, 3)
+    assert cfg.perturbation.sigmas == [0.01]
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("perturbation.sigmas=[-0.001]", "perturbation.sigmas"),
+        ("perturbation.sigmas=[]", "perturbation.sigmas"),
+        ("perturbation.population_size=1", "perturbation.population_size"),
+        ("task.support_size=0", "task.support_size"),
+        ("consolidation.quantiles=[1.5]", "consolidation.quantiles"),
+        ("consolidation.quantiles=[0.0]", "consolidation.quantiles"),
+        ("model.dtype=float8", "model.dtype"),
+        ("logger.name=tensorboard", "logger.name"),
+    ],
+)
+def test_invalid_values_name_the_key(override, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        validate(compose_config([override, "output_dir=/tmp/x"]))
+
+
+def test_unknown_key_is_refused_at_composition():
+    with pytest.raises((ConfigCompositionException, ConfigKeyError), match="not_a_key"):
+        compose_config(["perturbation.not_a_key=1"])
+
+
+def test_population_too_small_for_the_quantile_is_refused():
+    with pytest.raises(ValueError, match="population_size"):
+        validate(compose_config(["perturbation.population_size=2", "consolidation.quantiles=[0.9]",
+                                 "output_dir=/tmp/x"]))  # fmt: skip
+
+
+def test_cli_stops_before_any_work_with_the_key_named(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "perturbation.sigmas=[-1.0]", f"hydra.run.dir={out}"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "perturbation.sigmas" in proc.stderr + proc.stdout
+    assert not (out / "results.json").exists() and not (out / "checkpoints").exists()

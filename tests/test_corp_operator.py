@@ -1,0 +1,316 @@
+"""CoRP operator against fake evaluators with a known optimum (no LM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from corp.consolidate.base import Population, PopulationScores, Scores, member_seed
+from corp.consolidate.corp import CorpConfig, CorpOperator
+from corp.consolidate.stage1 import elite_indices, merge, min_elite_size, zscore
+from corp.consolidate.stage2 import constructive_scores, ess, ess_weights, next_lambda, paired_lcb, split_support
+from corp.perturb.direction import Direction, stack
+
+SEED = 7
+N = 32
+CONF = Path(__file__).resolve().parents[1] / "conf" / "consolidation"
+
+
+class Planted:
+    """Hidden unit target t over the round-0 seeds; example j is correct when lo_j < t.(centre + d) < hi_j.
+
+    Accuracy rises as the centre moves toward t and falls when it overshoots or goes the
+    other way. The fake tracks the committed centre like the real loop does.
+    """
+
+    def __init__(self, n_support: int = 128, n_probe: int = 64, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        seeds = [member_seed(SEED, 0, i) for i in range(N)]
+        t = Direction(np.array(seeds), rng.standard_normal(N))
+        self.target = t * (1.0 / t.norm())
+        self.lo = {"support": rng.uniform(-0.3, 1.0, n_support), "probe": rng.uniform(-0.3, 1.0, n_probe)}
+        self.width = {"support": 1.5, "probe": 1.5}
+        self.centre = Direction.zero()
+        self.calls: list[tuple[Direction, str, Scores]] = []
+
+    def __call__(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
+        assert split in ("support", "probe")
+        p = self.target.dot(self.centre + direction)
+        lo = self.lo[split] if indices is None else self.lo[split][indices]
+        correct = (lo < p) & (p < lo + self.width[split])
+        scores = Scores(correct.astype(np.float64), correct)
+        self.calls.append((direction, split, scores))
+        return scores
+
+    def accuracy(self, split: str = "probe") -> float:
+        return self(Direction.zero(), split).accuracy
+
+    def score(self, pop: Population) -> PopulationScores:
+        return PopulationScores.stack([self(m, pop.split, pop.indices) for m in pop.members])
+
+
+class Neutral(Planted):
+    """Every model gets the same fixed outcomes: no direction helps or hurts."""
+
+    def __call__(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
+        rng = np.random.default_rng(1 if split == "support" else 2)
+        correct = rng.random(len(self.lo[split])) < 0.5
+        if indices is not None:
+            correct = correct[indices]
+        self.calls.append((direction, split, Scores(correct.astype(np.float64), correct)))
+        return Scores(correct.astype(np.float64), correct)
+
+
+def config(**overrides) -> CorpConfig:
+    base = dict(
+        quantiles=[0.5, 0.75],
+        betas=[2.0, 20.0],
+        scales=[0.5, 1.0, 2.0, 4.0],
+        stage2_rounds=2,
+        local_members=16,
+        ess_start=4.0,
+        ess_end=2.0,
+    )
+    return CorpConfig(**(base | overrides))
+
+
+def operator(cfg: CorpConfig, fake: Planted) -> CorpOperator:
+    return CorpOperator(cfg, population_size=N, sigmas=[1.0], seed=SEED, support_size=len(fake.lo["support"]))
+
+
+def play(op: CorpOperator, fake: Planted, start: int = 0, rounds: int = 10) -> tuple[list[Direction | None], list]:
+    """The loop: propose, score, update, commit; returns the per-round steps and updates."""
+    steps, updates = [], []
+    for r in range(start, start + rounds):
+        pop = op.propose(r)
+        if pop is None:
+            break
+        upd = op.update(r, pop, fake.score(pop), fake)
+        steps.append(upd.step)
+        updates.append(upd)
+        if upd.step is not None:
+            fake.centre = fake.centre + upd.step
+        if upd.done:
+            break
+    return steps, updates
+
+
+# -- stage 1 ------------------------------------------------------------------------------------
+
+
+def test_stage1_improves_probe_and_picks_best_candidate():
+    fake = Planted()
+    base = fake.accuracy()
+    op = operator(config(stage2_rounds=0), fake)
+    steps, updates = play(op, fake)
+    assert len(steps) == 1 and updates[0].done
+    m = updates[0].metrics
+    assert m["stage1/committed"] == 1 and steps[0] is not None
+    assert fake.accuracy() > base + 0.2
+    assert m["stage1/centre_probe_acc"] == pytest.approx(base)
+    # The committed step is the best of the probe-scored candidates.
+    probed = [(d, s.accuracy) for d, split, s in fake.calls if split == "probe" and len(d)]
+    assert len(probed) == m["stage1/candidates"]
+    best = max(acc for _, acc in probed)
+    assert m["stage1/probe_acc"] == best
+    assert any(d == steps[0] and acc == best for d, acc in probed)
+    assert m["stage1/evaluate_calls"] == 1 + m["stage1/candidates"]
+
+
+def test_stage1_keeps_centre_when_every_candidate_is_worse():
+    fake = Planted()
+    # Support rewards still pull toward +t, but on probe the centre sits in every example's narrow window.
+    fake.lo["probe"] = np.random.default_rng(5).uniform(-0.1, -0.01, 64)
+    fake.width["probe"] = 0.11
+    op = operator(config(stage2_rounds=0, scales=[4.0]), fake)
+    steps, updates = play(op, fake)
+    m = updates[0].metrics
+    assert m["stage1/probe_acc"] < m["stage1/centre_probe_acc"]
+    assert steps == [None] and m["stage1/committed"] == 0
+    fake.centre = Direction.zero()
+    steps, _ = play(operator(config(stage2_rounds=0, scales=[4.0], stage1_commit="always"), fake), fake)
+    assert steps[0] is not None
+
+
+def test_first_pass_weights_follow_rewards():
+    matrix, basis = stack([Direction.from_seed(s, 1.0) for s in range(10)])
+    rewards = np.linspace(0.0, 0.9, 10)
+    m = merge(matrix, basis, rewards, q=0.5, beta=5.0)
+    assert np.all(np.diff(m.first_pass) > 0) and np.all(np.diff(m.weights) > 0)
+    assert m.first_pass.sum() == pytest.approx(1.0) and m.weights.sum() == pytest.approx(1.0)
+    equal = merge(matrix, basis, np.full(10, 0.4), q=0.5, beta=5.0)
+    assert len(equal.elite) == 10  # ties all enter
+    np.testing.assert_array_equal(equal.first_pass, np.full(10, 0.1))
+    np.testing.assert_allclose(equal.weights, 0.1)  # equal members: compatibility is flat too
+
+
+def test_compatibility_prefers_aligned_members():
+    # Two members along e0 and one orthogonal, all with the same reward: pass 2 favours the aligned ones.
+    members = [Direction.from_seed(0, 1.0), Direction.from_pairs([(0, 1.0), (1, 0.1)]), Direction.from_seed(2, 1.0)]
+    matrix, basis = stack(members)
+    m = merge(matrix, basis, np.full(3, 0.5), q=0.5, beta=1.0)
+    assert m.alignment[2] < m.alignment[0] and m.dispersion[2] > m.dispersion[0]
+    assert m.weights[2] < m.weights[0] and m.weights[2] < m.first_pass[2]
+
+
+def test_elite_size_respects_q():
+    rewards = np.random.default_rng(0).permutation(20) / 20.0
+    for q in (0.5, 0.7, 0.9):
+        elite = elite_indices(rewards, q)
+        assert len(elite) == min_elite_size(20, q) == round(20 - np.ceil(q * 19))
+        rest = np.setdiff1d(np.arange(20), elite)
+        assert rewards[elite].min() > rewards[rest].max()
+    assert np.all(zscore(np.full(5, 3.0)) == 0.0)
+
+
+def test_duplicates_are_scored_once():
+    fake = Neutral()  # all rewards equal: every (q, beta) gives the same elite and weights
+    cfg = config(stage2_rounds=0)
+    _, updates = play(operator(cfg, fake), fake)
+    m = updates[0].metrics
+    assert m["stage1/candidates"] == len(cfg.scales)
+    assert m["stage1/duplicates"] == (len(cfg.quantiles) * len(cfg.betas) - 1) * len(cfg.scales)
+    assert m["stage1/evaluate_calls"] == 1 + len(cfg.scales)
+
+
+# -- stage 2 ------------------------------------------------------------------------------------
+
+
+def test_stage2_accepts_a_real_improvement():
+    fake = Planted()
+    op = operator(config(scales=[0.25], local_members=16, stage2_rounds=3), fake)  # stage 1 stops short
+    steps, updates = play(op, fake)
+    after_stage1 = updates[0].metrics["stage1/probe_acc"]
+    stage2 = [u.metrics for u in updates[1:]]
+    assert any(m["stage2/accepted"] for m in stage2)
+    for m, step in zip(stage2, steps[1:], strict=True):
+        assert (step is not None) == bool(m["stage2/accepted"])
+        if m["stage2/accepted"]:
+            assert m["stage2/gated"] == 1 and m["stage2/probe_lcb"] > 0
+            assert m["stage2/probe_acc"] >= m["stage2/centre_probe_acc"]
+    assert fake.accuracy() > after_stage1
+    # The first stage-2 round reuses stage 1's probe scores for the centre: no centre probe call.
+    first = stage2[0]
+    expected = 1 + first["stage2/proposals"] + 1 + (3 if first["stage2/gated"] else 0)
+    assert first["stage2/evaluate_calls"] == expected
+
+
+def test_gate_rejects_without_real_improvement():
+    fake = Neutral()
+    op = operator(config(stage2_rounds=3), fake)
+    steps, updates = play(op, fake)
+    assert steps[1:] == [None, None]  # two consecutive rejections end the run
+    assert updates[-1].done and op.propose(3) is None
+    sigmas = [u.metrics["stage2/sigma"] for u in updates[1:]]
+    assert sigmas[1] == pytest.approx(sigmas[0] / 2) and op.sigma == pytest.approx(sigmas[0] / 4)
+    assert all(u.metrics["stage2/gated"] == 0 for u in updates[1:])
+
+
+def test_gate_statistics():
+    centre = np.array([0, 0, 0, 1, 1, 1, 0, 1], dtype=bool)
+    better = centre.copy()
+    better[[0, 1]] = True
+    assert constructive_scores(centre, better, 2.0) == pytest.approx(2 / 8)
+    worse = better.copy()
+    worse[3] = False
+    assert constructive_scores(centre, worse, 2.0) == pytest.approx(0.0)  # 2 fixes - 2 * 1 regression
+    mean, lcb = paired_lcb(centre, better, 1.0)
+    assert mean == pytest.approx(0.25) and 0 < lcb < mean
+    assert paired_lcb(centre, centre, 1.0) == (0.0, 0.0)
+    sel, gate = split_support(11, 0)
+    assert len(sel) == 5 and len(gate) == 6 and sorted(np.concatenate([sel, gate])) == list(range(11))
+    assert next_lambda(0.5, 1.0) == pytest.approx(0.325) and next_lambda(0.5, 0.0) == pytest.approx(0.725)
+
+
+def test_ess_bisection_hits_target():
+    scores = np.random.default_rng(3).standard_normal(30)
+    for target in (2.0, 4.0, 16.0):
+        w, b = ess_weights(scores, target)
+        assert ess(w) == pytest.approx(target, rel=1e-6) and b > 0
+        assert w[np.argmax(scores)] == w.max()
+    w, b = ess_weights(scores, 50.0)
+    assert b == 0.0 and np.allclose(w, 1 / 30)
+
+
+def test_local_members_follow_the_search_distribution():
+    fake = Planted()
+    op = operator(config(), fake)
+    play(op, fake, rounds=1)
+    pop = op.propose(1)
+    assert pop.split == "support" and np.array_equal(pop.indices, op.selection)
+    assert len(pop) == 16 and len(op.components) == op.eigenvalues.size > 0
+    assert op.eigenvalues.sum() == pytest.approx(1.0)
+    norms = np.array([m.norm() for m in pop.members])
+    assert np.mean(norms**2) == pytest.approx(op.sigma**2, rel=0.5)  # E||a||^2 = sigma^2
+    fresh = [m.dot(Direction.from_seed(int(s))) for m, s in zip(pop.members, pop.seeds, strict=True)]
+    np.testing.assert_allclose(fresh, op.sigma * np.sqrt(op.lam))
+    assert all(a == b for a, b in zip(pop.members, op.propose(1).members, strict=True))
+
+
+# -- config, determinism, checkpoints ------------------------------------------------------------
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ValueError, match=r"consolidation\.quantiles=\[1\.2\]: every q must be in \(0, 1\)"):
+        CorpConfig(quantiles=[1.2])
+    for key, value in [("betas", [-1.0]), ("scales", []), ("scale_unit", "meters"), ("rank", 0), ("ess_end", 0.5)]:
+        with pytest.raises(ValueError, match=rf"consolidation\.{key}="):
+            CorpConfig(**{key: value})
+    with pytest.raises(ValueError, match=r"consolidation\.local_members=4: .*consolidation\.quantiles"):
+        CorpOperator(CorpConfig(quantiles=[0.9], local_members=4), 32, [1e-3], 0, 64)
+    # The population is checked first: its message is the one a user with both too small sees.
+    with pytest.raises(ValueError, match=r"perturbation\.population_size=2 "):
+        CorpOperator(CorpConfig(quantiles=[0.9], local_members=4), 2, [1e-3], 0, 64)
+    with pytest.raises(ValueError, match=r"task\.support_size=3"):
+        CorpOperator(CorpConfig(), 32, [1e-3], 0, 3)
+    with pytest.raises(ValueError, match=r"perturbation\.population_size=8 .*consolidation\.quantiles=\[0\.9\]"):
+        CorpOperator(CorpConfig(quantiles=[0.9], stage2_rounds=0), 8, [1e-3], 0, 64)
+    CorpOperator(CorpConfig(quantiles=[0.9], stage2_rounds=0), 11, [1e-3], 0, 64)  # 11 - ceil(9) = 2 is enough
+
+
+@pytest.mark.parametrize("name", ["corp", "corp_paper"])
+def test_yaml_matches_schema(name):
+    raw = OmegaConf.load(CONF / f"{name}.yaml")
+    assert list(raw.pop("defaults")) == ["corp_schema", "_self_"]
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CorpConfig), raw))
+    assert isinstance(cfg, CorpConfig) and cfg.name == "corp"
+
+
+def test_determinism():
+    runs = []
+    for _ in range(2):
+        fake = Planted()
+        steps, updates = play(operator(config(scales=[0.25]), fake), fake)
+        runs.append((steps, [u.metrics for u in updates]))
+    assert runs[0] == runs[1]
+    assert any(s is not None for s in runs[0][0])
+
+
+def test_state_dict_round_trip():
+    fake_a, fake_b = Planted(), Planted()
+    a = operator(config(scales=[0.25]), fake_a)
+    play(a, fake_a, rounds=1)
+    state = json.loads(json.dumps(a.state_dict()))
+    b = operator(config(scales=[0.25]), fake_b)
+    b.load_state_dict(state)
+    fake_b.centre = fake_a.centre
+    assert b.state_dict() == state
+    steps_a, upd_a = play(a, fake_a, start=1)
+    steps_b, upd_b = play(b, fake_b, start=1)
+    assert steps_a == steps_b and [u.metrics for u in upd_a] == [u.metrics for u in upd_b]
+
+
+def test_local_population_exposes_its_structure():
+    fake = Planted()
+    op = operator(config(), fake)
+    play(op, fake, rounds=1)
+    pop = op.propose(1)
+    for i, member in enumerate(pop.members):
+        rebuilt = Direction.combine(
+            [Direction.from_seed(int(pop.seeds[i])), *pop.components], [pop.fresh_coeff, *pop.coords[i]]
+        ).pruned()
+        assert rebuilt == member

@@ -1,0 +1,139 @@
+"""End-to-end runs of the real entry point: a tiny config-built model and the embedded model."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from corp.config import validate
+from corp.models.loading import ModelConfig, load_model
+from corp.perturb.direction import Direction
+from corp.perturb.noise import NoiseSource
+from corp.perturb.space import ParameterSpace
+from corp.run import run
+from corp.scoring.scorer import Scorer
+from corp.tasks.base import SPLITS, build_task
+from tests.conftest import ROOT, compose_config
+
+TINY_BUDGET = [
+    "perturbation.population_size=4",
+    "task.support_size=8",
+    "task.probe_size=8",
+    "task.test_size=8",
+    "consolidation.quantiles=[0.5]",
+    "consolidation.betas=[5.0]",
+    "consolidation.scales=[1.0,4.0]",
+    "consolidation.stage2_rounds=1",
+    "consolidation.local_members=4",
+]
+
+
+def tiny_run(model_dir, out, extra=()):
+    overrides = [f"model.name_or_path={model_dir}", "logger=csv", f"output_dir={out}", *TINY_BUDGET, *extra]
+    return run(compose_config(overrides))
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tiny_model_dir, tmp_path_factory):
+    # large sigmas so the random tiny model's greedy outputs actually change
+    out = tmp_path_factory.mktemp("tiny-run")
+    return out, tiny_run(tiny_model_dir, out, ["perturbation.sigmas=[0.5,1.0]"])
+
+
+def test_tiny_run_writes_every_output(tiny_results):
+    out, res = tiny_results
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    for key in ("method", "task", "model", "seed", "seconds"):
+        assert key in on_disk
+    for split in SPLITS:
+        assert 0.0 <= on_disk[split]["base"] <= 1.0 and 0.0 <= on_disk[split]["final"] <= 1.0
+    assert on_disk["budget"]["members_scored"] >= 4
+    assert on_disk["budget"]["example_evals"] >= 4 * 8
+    direction = json.loads((out / "direction.json").read_text())
+    assert set(direction["direction"]) == {"seeds", "coeffs"}
+    assert (out / "model" / "config.json").exists()
+    assert (out / "plots" / "population_rewards.png").stat().st_size > 10_000
+    assert (out / "checkpoints" / "last.json").exists()
+    pop = np.load(out / "populations" / "round_000.npz")
+    assert pop["rewards"].shape == (4, 8) and len(pop["seeds"]) == 4
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 8
+    assert (out / "csv" / "metrics.csv").exists()
+
+
+def test_same_config_and_seed_give_the_same_result(tiny_results, tiny_model_dir, tmp_path):
+    out, first = tiny_results
+    second = tiny_run(tiny_model_dir, tmp_path, ["perturbation.sigmas=[0.5,1.0]"])
+    for split in SPLITS:
+        assert first[split] == second[split]
+    assert (out / "direction.json").read_text() == (tmp_path / "direction.json").read_text()
+
+
+def test_direction_json_rebuilds_the_exported_model_exactly(tiny_results, tiny_model_dir):
+    out, _ = tiny_results
+    saved = json.loads((out / "direction.json").read_text())
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    space = ParameterSpace(base, NoiseSource(saved["noise_mode"]), saved["include"], saved["exclude"])
+    space.load_committed(Direction.from_json(saved["direction"]))
+    exported = AutoModelForCausalLM.from_pretrained(out / "model")
+    exported_params = dict(exported.named_parameters())
+    for name, p in base.named_parameters():
+        assert torch.equal(p, exported_params[name]), name
+
+
+def run_embedded_cli(tmp_path, extra=()):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "perturbation.population_size=4", "task.support_size=8",
+           "task.probe_size=8", "task.test_size=8", f"hydra.run.dir={out}", *extra]  # fmt: skip
+    env = {**__import__("os").environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory):
+    """The issue's acceptance command on the real embedded model, with W&B offline."""
+    return run_embedded_cli(tmp_path_factory.mktemp("embedded"))
+
+
+def test_embedded_cli_run_prints_the_table_and_logs_to_wandb_offline(embedded_run):
+    out, proc = embedded_run
+    res = json.loads((out / "results.json").read_text())
+    assert res["model"] == "embedded" and res["task"] == "arithmetic" and res["method"] == "corp"
+    assert "base" in proc.stdout and "final" in proc.stdout and str(out.resolve()) in proc.stdout
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_exported_embedded_model_reproduces_the_test_accuracy(embedded_run):
+    out, _ = embedded_run
+    res = json.loads((out / "results.json").read_text())
+    cfg = validate(compose_config(["perturbation.population_size=4", "task.support_size=8", "task.probe_size=8",
+                                   "task.test_size=8", "output_dir=/tmp/unused"]))  # fmt: skip
+    task = build_task(cfg.task)
+    splits = task.splits({s: getattr(cfg.task, f"{s}_size") for s in SPLITS}, cfg.task.data_seed)
+    model = AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    tokenizer.padding_side = "left"
+    decoded = Scorer(model, tokenizer, task, splits, True, cfg.model.batch_size).score("test")
+    assert decoded.scores.accuracy == res["test"]["final"]
+    finals = [json.loads(line)["final_completion"] for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert decoded.completions == finals
+
+
+def test_model_without_chat_template_is_refused_when_one_is_asked_for(tiny_model_dir, tmp_path):
+    (tmp_path / "m").mkdir()
+    for f in tiny_model_dir.iterdir():
+        if f.name != "chat_template.jinja":
+            (tmp_path / "m" / f.name).write_bytes(f.read_bytes())
+    cfg = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (tmp_path / "m" / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="model.chat_template"):
+        load_model(ModelConfig(name_or_path=str(tmp_path / "m"), chat_template=True))
+    load_model(ModelConfig(name_or_path=str(tmp_path / "m"), chat_template=False))
