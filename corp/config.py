@@ -31,6 +31,8 @@ class PerturbationConfig:
     include: list[str] = field(default_factory=lambda: ["*"])  # glob patterns of perturbed parameter names
     exclude: list[str] = field(default_factory=list)
     noise_mode: str = "independent"  # "shared" reproduces the published same-seed-per-tensor noise
+    noise_cache_mb: float = 4096.0  # dense noise of recently used seeds (LRU); 0 disables
+    dense_cache: bool = True  # keep one merged direction dense so its rescalings cost one axpy
 
     def __post_init__(self) -> None:
         if not isinstance(self.population_size, int) or self.population_size < 2:
@@ -40,6 +42,8 @@ class PerturbationConfig:
         bad = [s for s in self.sigmas if not s > 0]
         if bad:
             raise ValueError(f"perturbation.sigmas={list(self.sigmas)}: every sigma must be > 0 (got {bad})")
+        if self.noise_cache_mb < 0:
+            raise ValueError(f"perturbation.noise_cache_mb={self.noise_cache_mb!r}: must be >= 0 (0 disables)")
         if self.noise_mode not in NOISE_MODES:
             raise ValueError(f"perturbation.noise_mode={self.noise_mode!r}; allowed: {', '.join(NOISE_MODES)}")
 

@@ -70,6 +70,7 @@ class RoundLoop:
         self.budget = Budget()
         self.history: list[RoundRecord] = []
         self._centre_cache: dict[tuple, Scores] = {}
+        self._eval_bar: tqdm | None = None  # progress of the operator's candidate evaluations
 
     # -- scoring ----------------------------------------------------------------------
     def evaluate(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
@@ -81,6 +82,16 @@ class RoundLoop:
             return self._centre_cache[key]
         with self.space.perturbed(direction):
             scores = self.scorer.score(split, indices).scores
+        if self._eval_bar is None:
+            self._eval_bar = tqdm(
+                desc=f"round {self.budget.rounds}: candidate evaluations",
+                unit="eval",
+                disable=not self.fabric.is_global_zero,
+                leave=False,
+                dynamic_ncols=True,
+            )
+        self._eval_bar.update(1)
+        self._eval_bar.set_postfix(split=split, accuracy=f"{scores.accuracy:.3f}")
         self.budget.candidate_evals += 1
         self.budget.example_evals += len(scores.rewards)
         if len(direction) == 0:
@@ -125,6 +136,9 @@ class RoundLoop:
             pop = self.operator.propose(round_idx)
             scores = self.score_population(pop, round_idx) if pop is not None else None
             upd = self.operator.update(round_idx, pop, scores, self.evaluate)
+            if self._eval_bar is not None:
+                self._eval_bar.close()
+                self._eval_bar = None
             committed = upd.step is not None and len(upd.step) > 0
             if committed:
                 self.space.commit(upd.step)

@@ -107,7 +107,8 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
 def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start: float, loggers) -> dict[str, Any]:
     model, tokenizer = load_model(typed.model, fabric.device)
     noise = NoiseSource(typed.perturbation.noise_mode)
-    space = ParameterSpace(model, noise, typed.perturbation.include, typed.perturbation.exclude)
+    pert = typed.perturbation
+    space = ParameterSpace(model, noise, pert.include, pert.exclude, pert.dense_cache, pert.noise_cache_mb)
     scorer = Scorer(model, tokenizer, task, splits, typed.model.chat_template, typed.model.batch_size)
     log.info(
         "model %s: %.1fM perturbed weights in %d tensors; task %s: %s",

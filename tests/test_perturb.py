@@ -150,3 +150,46 @@ def test_include_exclude_patterns_select_parameters():
     assert torch.equal(model.model.layers[0].self_attn.q_proj.weight, frozen)
     with pytest.raises(ValueError, match="perturbation.include"):
         ParameterSpace(model, NoiseSource(), include=["nothing*"])
+
+
+def test_rescaled_direction_reuses_the_dense_cache_without_new_noise():
+    model = tiny_llama()
+    space = ParameterSpace(model, NoiseSource())
+    base = live_flat(space)
+    d = Direction.from_pairs([(1, 0.01), (2, -0.02), (3, 0.005)])
+    space.apply(d)
+    draws = space.noise.tensor_draws
+    space.apply(4.0 * d)
+    assert space.noise.tensor_draws == draws  # no seed regenerated
+    assert torch.allclose(live_flat(space), base + 4.0 * dense(space, d), atol=1e-6)
+    space.restore()
+    assert torch.equal(live_flat(space), base)
+    uncached = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
+    uncached.apply(4.0 * d)
+    assert torch.allclose(live_flat(uncached), base + 4.0 * dense(space, d), atol=1e-6)
+
+
+def test_seed_noise_cache_gives_identical_weights_with_fewer_draws():
+    d1 = Direction.from_pairs([(1, 0.01), (2, -0.02), (3, 0.005)])
+    d2 = Direction.from_pairs([(2, 0.03), (3, 0.01), (4, -0.01)])
+    plain = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
+    cached = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False, noise_cache_mb=2.0)
+    assert cached.seed_cache.slots >= 4
+    for space in (plain, cached):
+        space.apply(d1)
+        space.apply(d2)
+    assert torch.equal(live_flat(plain), live_flat(cached))
+    per_seed = len(plain.params)
+    assert plain.noise.tensor_draws == 6 * per_seed and cached.noise.tensor_draws == 4 * per_seed
+    cached.commit(d2)  # commits read the cache too and stay exact
+    plain.commit(d2)
+    assert torch.equal(live_flat(plain), live_flat(cached))
+
+
+def test_seed_noise_cache_evicts_least_recently_used_within_its_budget():
+    space = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False, noise_cache_mb=2.0)
+    slots = space.seed_cache.slots
+    for seed in range(slots + 3):
+        space.apply(Direction.from_seed(seed, 0.01))
+    assert len(space.seed_cache._store) == slots
+    assert 0 not in space.seed_cache and slots + 2 in space.seed_cache

@@ -10,10 +10,12 @@ cycles (subtracting regenerated noise would not be, in bf16).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 
+import numpy as np
 import torch
 
 from corp.perturb.direction import Direction
@@ -39,6 +41,52 @@ def select_parameters(
     return chosen
 
 
+class SeedNoiseCache:
+    """Whole-model noise of recently used seeds (LRU), within a fixed number of slots.
+
+    CoRP re-reads the same elite seeds many times (every merged candidate, every local
+    member of stage 2); a cached seed costs an axpy instead of a regeneration. The cache
+    size is fixed by a byte budget, so memory still does not grow with the population.
+    """
+
+    def __init__(self, slots: int, dim: int, device: torch.device) -> None:
+        self.slots, self.dim, self.device = max(0, slots), dim, device
+        self._store: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self.hits = 0
+
+    def __contains__(self, seed: int) -> bool:
+        return seed in self._store
+
+    def reserve(self, seeds: list[int]) -> dict[int, torch.Tensor]:
+        """Buffers for ``seeds``: cached ones (hits) and newly admitted ones (to be filled)."""
+        out: dict[int, torch.Tensor] = {}
+        for seed in seeds:
+            if seed in self._store:
+                self._store.move_to_end(seed)
+                out[seed] = self._store[seed]
+                self.hits += 1
+        for seed in seeds:
+            if seed in out or self.slots == 0:
+                continue
+            if len(self._store) + sum(s not in self._store for s in out) >= self.slots:
+                victim = next((s for s in self._store if s not in out), None)
+                if victim is None:
+                    break
+                out[seed] = self._store.pop(victim)  # reuse the evicted buffer
+            else:
+                out[seed] = torch.empty(self.dim, dtype=torch.float32, device=self.device)
+        return out
+
+    def commit(self, reserved: dict[int, torch.Tensor]) -> None:
+        for seed, buf in reserved.items():
+            self._store[seed] = buf
+            self._store.move_to_end(seed)
+
+    def discard(self, reserved: dict[int, torch.Tensor]) -> None:
+        for seed in reserved:
+            self._store.pop(seed, None)
+
+
 class ParameterSpace:
     def __init__(
         self,
@@ -46,6 +94,8 @@ class ParameterSpace:
         noise: NoiseSource,
         include: Sequence[str] = ("*",),
         exclude: Sequence[str] = (),
+        dense_cache: bool = True,
+        noise_cache_mb: float = 0.0,
     ) -> None:
         self.model = model
         self.noise = noise
@@ -60,6 +110,15 @@ class ParameterSpace:
         device = self.params[0][1].device
         self._noise_buf = torch.empty(largest, dtype=torch.float32, device=device)
         self._acc_buf = torch.empty(largest, dtype=torch.float32, device=device)
+        # One dense multi-seed direction, kept so that its rescalings (a step-size grid, a
+        # line search) cost one axpy per tensor instead of regenerating every seed.
+        self.dense_cache = dense_cache
+        self._offsets: dict[str, tuple[int, int]] = {}
+        for name, p in self.params:
+            self._offsets[name] = (sum(n for _, n in self._offsets.values()), p.numel())
+        self.seed_cache = SeedNoiseCache(int(noise_cache_mb * 2**20) // (4 * self.dim), self.dim, device)
+        self._dense_key: Direction | None = None
+        self._dense: dict[str, torch.Tensor] = {}
 
     @property
     def names(self) -> list[str]:
@@ -69,28 +128,71 @@ class ParameterSpace:
     def _write(self, start: dict[str, torch.Tensor], direction: Direction, targets: dict[str, torch.Tensor]) -> None:
         """targets[name] = start[name] + sum_k c_k * eps(seed_k)[name], tensor by tensor, in fp32."""
         seeds, coeffs = direction.seeds.tolist(), direction.coeffs.tolist()
-        with torch.no_grad():
-            for name, param in self.params:
-                n = param.numel()
-                eps = self._noise_buf[:n].view(param.shape)
-                target = targets[name]
-                if len(seeds) == 1 and target.dtype == torch.float32:  # a plain member: one fused pass
-                    self.noise.noise(seeds[0], name, param.shape, device=param.device, out=eps)
-                    torch.add(start[name], eps, alpha=coeffs[0], out=target)
-                    continue
-                acc = self._acc_buf[:n].view(param.shape)
-                acc.copy_(start[name])
-                for seed, coeff in zip(seeds, coeffs):
-                    self.noise.noise(seed, name, param.shape, device=param.device, out=eps)
-                    acc.add_(eps, alpha=coeff)
-                target.copy_(acc)
+        cached = self.seed_cache.reserve(seeds)
+        try:
+            with torch.no_grad():
+                for name, param in self.params:
+                    offset, n = self._offsets[name]
+                    target = targets[name]
+                    acc = None
+                    for seed, coeff in zip(seeds, coeffs):
+                        if seed in cached:
+                            eps = cached[seed][offset : offset + n].view(param.shape)
+                            if seed not in self.seed_cache:  # admitted now: fill it once
+                                self.noise.noise(seed, name, param.shape, device=param.device, out=eps)
+                        else:
+                            eps = self.noise.noise(
+                                seed, name, param.shape, device=param.device, out=self._noise_buf[:n].view(param.shape)
+                            )
+                        if len(seeds) == 1 and target.dtype == torch.float32:  # a plain member: one fused pass
+                            torch.add(start[name], eps, alpha=coeff, out=target)
+                            break
+                        if acc is None:
+                            acc = self._acc_buf[:n].view(param.shape)
+                            acc.copy_(start[name])
+                        acc.add_(eps, alpha=coeff)
+                    else:
+                        target.copy_(acc if acc is not None else start[name].expand_as(target))
+        except BaseException:
+            self.seed_cache.discard(cached)  # half-written entries must never be read
+            raise
+        self.seed_cache.commit(cached)
 
     def _live(self) -> dict[str, torch.Tensor]:
         return {n: p.data for n, p in self.params}
 
     def apply(self, direction: Direction) -> None:
-        """Set the live model to centre + ``direction``."""
-        self._write(self._centre, direction, self._live())
+        """Set the live model to centre + ``direction``.
+
+        Multi-seed directions go through the dense cache: a rescaled copy of the cached
+        direction costs one axpy per tensor. It equals the seed-by-seed sum up to float
+        rounding (~1e-7 relative), so only evaluations use it; ``commit`` always rebuilds
+        from seeds, which keeps ``direction.json`` bit-exact.
+        """
+        if not self.dense_cache or len(direction) < 2:
+            self._write(self._centre, direction, self._live())
+            return
+        ratio = self._cached_ratio(direction)
+        if ratio is None:
+            if not self._dense:
+                self._dense = {n: torch.empty_like(t) for n, t in self._base.items()}
+            zero = {n: torch.zeros((), device=t.device) for n, t in self._base.items()}
+            self._write(zero, direction, self._dense)
+            self._dense_key, ratio = direction, 1.0
+        with torch.no_grad():
+            for name, param in self.params:
+                if param.dtype == torch.float32:
+                    torch.add(self._centre[name], self._dense[name], alpha=ratio, out=param.data)
+                else:
+                    param.data.copy_(torch.add(self._centre[name], self._dense[name], alpha=ratio))
+
+    def _cached_ratio(self, direction: Direction) -> float | None:
+        """r such that direction == r * cached direction, or None."""
+        key = self._dense_key
+        if key is None or not np.array_equal(key.seeds, direction.seeds) or key.coeffs[0] == 0:
+            return None
+        ratio = float(direction.coeffs[0] / key.coeffs[0])
+        return ratio if np.allclose(direction.coeffs, ratio * key.coeffs, rtol=1e-12, atol=0.0) else None
 
     def restore(self) -> None:
         """Set the live model back to the centre, bit-exactly."""
