@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from corp.config import register_configs
 
-register_configs()
+register_configs()  # typed schemas + the `slug` resolver used in hydra's output dirs
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -69,7 +69,9 @@ def perturb_vs_score(members: int) -> None:
         torch.randn(n, out=buf)
         dst.copy_(buf)
     floor = (time.perf_counter() - t0) / 3
-    print(f"perturbed weights: {n / 1e6:.1f}M in {len(space.params)} tensors; support split: {len(splits['support'])} examples")
+    print(
+        f"perturbed weights: {n / 1e6:.1f}M in {len(space.params)} tensors; support split: {len(splits['support'])} examples"
+    )
     print(f"perturb + restore per member: {perturb / members:.3f}s")
     print(f"scoring per member:           {score / members:.3f}s")
     print(f"overhead fraction:            {perturb / score:.1%} of scoring time")

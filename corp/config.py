@@ -7,6 +7,7 @@ key fails at composition; ``validate`` then builds the dataclasses, whose
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,8 +96,16 @@ class Config:
     log_samples: int = 8  # completions per split kept for the W&B table / samples file
 
 
+def slug(text: str, max_len: int = 100) -> str:
+    """A folder-name-safe version of ``text`` (e.g. a multirun job's overrides)."""
+    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(text)).strip("_")
+    return safe[:max_len] or "default"
+
+
 def register_configs() -> None:
-    """Put every schema in Hydra's ConfigStore (idempotent)."""
+    """Put every schema in Hydra's ConfigStore and register the ``slug`` resolver (idempotent)."""
+    if not OmegaConf.has_resolver("slug"):
+        OmegaConf.register_new_resolver("slug", slug)
     from corp import tasks as _  # noqa: F401
     from corp.consolidate import OPERATORS
     from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task imports the built-ins)

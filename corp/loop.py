@@ -113,21 +113,26 @@ class RoundLoop:
             leave=False,
             dynamic_ncols=True,
         )
+        answers: list[list[str | None]] = []
         for row, member in enumerate(bar):
             with self.space.perturbed(pop.members[member]):
-                scores = self.scorer.score(pop.split, pop.indices).scores
-            rewards[row] = torch.from_numpy(scores.rewards)
-            correct[row] = torch.from_numpy(scores.correct)
-            bar.set_postfix(mean_reward=f"{scores.mean_reward:.3f}")
+                decoded = self.scorer.score(pop.split, pop.indices)
+            rewards[row] = torch.from_numpy(decoded.scores.rewards)
+            correct[row] = torch.from_numpy(decoded.scores.correct)
+            answers.append(decoded.answers)
+            bar.set_postfix(mean_reward=f"{decoded.scores.mean_reward:.3f}")
         if world > 1:
             rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
             correct = self.fabric.all_gather(correct).cpu()
+            gathered: list[list] = [None] * world  # type: ignore[list-item]
+            torch.distributed.all_gather_object(gathered, answers)
             order = [(m % world, m // world) for m in range(len(pop))]
             rewards = torch.stack([rewards[r, k] for r, k in order])
             correct = torch.stack([correct[r, k] for r, k in order])
+            answers = [gathered[r][k] for r, k in order]
         self.budget.members_scored += len(pop)
         self.budget.example_evals += len(pop) * n_examples
-        return PopulationScores(rewards[: len(pop)].numpy(), correct[: len(pop)].numpy())
+        return PopulationScores(rewards[: len(pop)].numpy(), correct[: len(pop)].numpy(), answers)
 
     # -- the loop -------------------------------------------------------------------
     def run(self, max_rounds: int = 1000) -> list[RoundRecord]:
@@ -182,7 +187,9 @@ class RoundLoop:
         if self.fabric.is_global_zero:
             pop_part = ""
             if record.scores is not None:
-                pop_part = f" population reward {metrics['population/reward_mean']:.3f}±{metrics['population/reward_std']:.3f}"
+                pop_part = (
+                    f" population reward {metrics['population/reward_mean']:.3f}±{metrics['population/reward_std']:.3f}"
+                )
             log.info(
                 "round %d:%s committed=%s (%.1fs, %d example evals so far)",
                 record.round_idx,
@@ -223,5 +230,6 @@ def save_population(path: Path, record: RoundRecord) -> None:
         correct=scores.correct,
         indices=np.asarray(pop.indices if pop.indices is not None else [], dtype=np.int64),
         members=np.array(json.dumps([m.to_json() for m in pop.members])),
+        answers=np.array(json.dumps(scores.answers)),
     )
     os.replace(tmp, path)

@@ -140,7 +140,13 @@ def _score_splits(scorer: Scorer, label: str, fabric: Fabric) -> dict[str, Decod
         t = time.perf_counter()
         out[split] = scorer.score(split)
         if fabric.is_global_zero:
-            log.info("%s model on %s: accuracy %.3f (%.1fs)", label, split, out[split].scores.accuracy, time.perf_counter() - t)
+            log.info(
+                "%s model on %s: accuracy %.3f (%.1fs)",
+                label,
+                split,
+                out[split].scores.accuracy,
+                time.perf_counter() - t,
+            )
     return out
 
 
@@ -226,7 +232,9 @@ def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, fina
         run.summary.update(_flat(results))
         for p in plots:
             run.log({f"plots/{p.stem}": wandb.Image(str(p))})
-        table = wandb.Table(columns=["prompt", "answer", "base completion", "final completion", "base reward", "final reward"])
+        table = wandb.Table(
+            columns=["prompt", "answer", "base completion", "final completion", "base reward", "final reward"]
+        )
         for row in _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]:
             table.add_data(*row.values())
         run.log({"samples/test": table})

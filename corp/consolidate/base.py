@@ -55,6 +55,7 @@ class PopulationScores:
 
     rewards: np.ndarray
     correct: np.ndarray
+    answers: list[list[str | None]] | None = None  # extracted answers (for votes), members x examples
 
     @property
     def mean_rewards(self) -> np.ndarray:
@@ -121,4 +122,3 @@ class ConsolidationConfig:
     """Fields every ``consolidation.*`` config has; each operator subclasses it."""
 
     name: str = "corp"
-

@@ -140,9 +140,7 @@ def pick_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
     return DTYPES[cfg.dtype]
 
 
-def load_model(
-    cfg: ModelConfig, device: torch.device | str = "cpu"
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     device = torch.device(device)
     source = resolve(cfg)
     tokenizer = AutoTokenizer.from_pretrained(source)

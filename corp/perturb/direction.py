@@ -69,9 +69,7 @@ class Direction:
         return len(self.seeds)
 
     def __add__(self, other: Direction) -> Direction:
-        return Direction(
-            np.concatenate([self.seeds, other.seeds]), np.concatenate([self.coeffs, other.coeffs])
-        )
+        return Direction(np.concatenate([self.seeds, other.seeds]), np.concatenate([self.coeffs, other.coeffs]))
 
     def __sub__(self, other: Direction) -> Direction:
         return self + (-1.0) * other
