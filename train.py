@@ -6,10 +6,12 @@ Examples:
     python train.py -m seed=0,1,2 consolidation=corp  # a Hydra multirun sweep
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from corp.config import register_configs
+from corp.config import ConfigError, register_configs
 
 register_configs()  # typed schemas + the `slug` resolver used in hydra's output dirs
 
@@ -18,7 +20,11 @@ register_configs()  # typed schemas + the `slug` resolver used in hydra's output
 def main(cfg: DictConfig) -> float:
     from corp.run import run
 
-    results = run(cfg)
+    try:
+        results = run(cfg)
+    except ConfigError as err:  # a clean one-line message, not a traceback
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
     return results["probe"]["final"]  # the value sweepers optimise
 
 

@@ -122,12 +122,17 @@ def register_configs() -> None:
         cs.store(group="consolidation", name=f"{name}_schema", node=config_cls)
 
 
+class ConfigError(ValueError):
+    """A bad config value, with a message naming the key and what is allowed."""
+
+
 def validate(cfg: DictConfig | Config) -> Config:
-    """Build the typed config, running every value check; raises ValueError naming the key."""
-    if isinstance(cfg, Config):
-        return cfg
-    typed: Config = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    _check_cross_group(typed)
+    """Build the typed config, running every value check; raises ConfigError naming the key."""
+    try:
+        typed: Config = cfg if isinstance(cfg, Config) else OmegaConf.to_object(cfg)  # type: ignore[assignment]
+        _check_cross_group(typed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return typed
 
 

@@ -18,7 +18,7 @@ import torch
 from lightning.fabric import Fabric
 from omegaconf import DictConfig
 
-from corp.config import Config, to_plain, validate
+from corp.config import Config, ConfigError, to_plain, validate
 from corp.consolidate import build_operator
 from corp.loop import RoundLoop, atomic_write_json
 from corp.models.loading import load_model
@@ -75,10 +75,12 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
     if typed.trainer.num_threads:
         torch.set_num_threads(typed.trainer.num_threads)
 
-    task = build_task(typed.task)
-    sizes = {s: getattr(typed.task, f"{s}_size") for s in SPLITS}
-    splits = task.splits(sizes, typed.task.data_seed)
-    operator = build_operator(typed)
+    try:  # data and operator problems are config problems too: stop before any work
+        task = build_task(typed.task)
+        splits = task.splits({s: getattr(typed.task, f"{s}_size") for s in SPLITS}, typed.task.data_seed)
+        operator = build_operator(typed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     out.mkdir(parents=True, exist_ok=True)
 
     loggers = build_loggers(typed, out)

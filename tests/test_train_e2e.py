@@ -122,7 +122,7 @@ def test_exported_embedded_model_reproduces_the_test_accuracy(embedded_run):
     model = AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     tokenizer.padding_side = "left"
-    decoded = Scorer(model, tokenizer, task, splits, True, cfg.model.batch_size).score("test")
+    decoded = Scorer(model, tokenizer, task, splits, cfg.model.chat_template, cfg.model.batch_size).score("test")
     assert decoded.scores.accuracy == res["test"]["final"]
     finals = [json.loads(line)["final_completion"] for line in (out / "samples.jsonl").read_text().splitlines()]
     assert decoded.completions == finals
