@@ -2,7 +2,7 @@
 
 Measured in one run on the embedded model (numbers are ratios of figures taken here):
 
-    python benchmarks/perturb_overhead.py [--members 5] [--populations 8 64]
+    python benchmarks/perturb_overhead.py [--members 5] [--populations 8 64] [--noise-cache-mb 0]
 
 1. For a few members: time of ``space.apply`` + ``space.restore`` vs time of scoring
    that member on the default task's support split; the machine's raw
@@ -78,7 +78,7 @@ def perturb_vs_score(members: int) -> None:
     print(f"floor (raw randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s")
 
 
-def peak_memory(populations: list[int]) -> None:
+def peak_memory(populations: list[int], noise_cache_mb: float | None) -> None:
     peaks = {}
     for n in populations:
         with tempfile.TemporaryDirectory() as out:
@@ -88,6 +88,8 @@ def peak_memory(populations: list[int]) -> None:
                 "consolidation.stage2_rounds=0", "logger=none", "export_model=false", f"output_dir={out}",
                 f"hydra.run.dir={out}",
             ]  # fmt: skip
+            if noise_cache_mb is not None:
+                cmd.append(f"perturbation.noise_cache_mb={noise_cache_mb}")
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             res = json.loads((Path(out) / "results.json").read_text())
@@ -101,6 +103,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument("--populations", type=int, nargs="+", default=[8, 64])
+    ap.add_argument("--noise-cache-mb", type=float, default=None, help="override perturbation.noise_cache_mb")
     args = ap.parse_args()
-    perturb_vs_score(args.members)
-    peak_memory(args.populations)
+    if args.members > 0:
+        perturb_vs_score(args.members)
+    peak_memory(args.populations, args.noise_cache_mb)

@@ -73,6 +73,10 @@ class RoundLoop:
         self._eval_bar: tqdm | None = None  # progress of the operator's candidate evaluations
 
     # -- scoring ----------------------------------------------------------------------
+    def prime_centre(self, split: str, scores: Scores) -> None:
+        """Scores of the current centre on a whole split, already computed elsewhere."""
+        self._centre_cache[(split, None)] = scores
+
     def evaluate(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
         """Scores of centre + ``direction`` (the operator's callback). Centre scores are cached."""
         if split == "test":
@@ -137,7 +141,7 @@ class RoundLoop:
     # -- the loop -------------------------------------------------------------------
     def run(self, max_rounds: int = 1000) -> list[RoundRecord]:
         for round_idx in range(max_rounds):
-            start = time.perf_counter()
+            start, tokens_before = time.perf_counter(), self.scorer.tokens_generated
             pop = self.operator.propose(round_idx)
             scores = self.score_population(pop, round_idx) if pop is not None else None
             upd = self.operator.update(round_idx, pop, scores, self.evaluate)
@@ -152,15 +156,15 @@ class RoundLoop:
             self.budget.noise_draws = self.space.noise.draws
             record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed)
             self.history.append(record)
-            self._log_round(record, time.perf_counter() - start)
+            self._log_round(record, time.perf_counter() - start, tokens_before)
             self._checkpoint(round_idx)
             if upd.done:
                 break
         return self.history
 
-    def _log_round(self, record: RoundRecord, seconds: float) -> None:
+    def _log_round(self, record: RoundRecord, seconds: float, tokens_before: int) -> None:
         metrics: dict[str, float] = {
-            f"round/{k}": float(v) for k, v in record.metrics.items() if isinstance(v, (int, float, bool, np.number))
+            k: float(v) for k, v in record.metrics.items() if isinstance(v, (int, float, bool, np.number))
         }
         if record.scores is not None:
             r = record.scores.mean_rewards
@@ -181,6 +185,7 @@ class RoundLoop:
                 "budget/example_evals": self.budget.example_evals,
                 "budget/noise_draws": self.budget.noise_draws,
                 "throughput/tokens_generated": self.scorer.tokens_generated,
+                "throughput/tokens_per_s": (self.scorer.tokens_generated - tokens_before) / max(seconds, 1e-9),
             }
         )
         self.fabric.log_dict(metrics, step=record.round_idx)

@@ -100,10 +100,10 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
     finally:  # each run (also each multirun job) is closed, even on failure
         for lg in loggers:
             lg.finalize(status)
-        if _wandb_run(loggers) is not None:
+        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
             import wandb
 
-            wandb.finish(exit_code=0 if status == "success" else 1)
+            wandb.finish(exit_code=0 if status == "success" else 1)  # a no-op if no run was started
 
 
 def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start: float, loggers) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start
     base = _score_splits(scorer, "base", fabric)
     loop = RoundLoop(fabric, space, scorer, operator, out)
     for split in ("support", "probe"):  # the operator's first centre is the base: reuse its scores
-        loop._centre_cache[(split, None)] = base[split].scores
+        loop.prime_centre(split, base[split].scores)
     loop.run()
     final = _score_splits(scorer, "final", fabric)
 

@@ -113,9 +113,11 @@ class ParameterSpace:
         # One dense multi-seed direction, kept so that its rescalings (a step-size grid, a
         # line search) cost one axpy per tensor instead of regenerating every seed.
         self.dense_cache = dense_cache
-        self._offsets: dict[str, tuple[int, int]] = {}
+        self._offsets: dict[str, tuple[int, int]] = {}  # each tensor's slice of a flat whole-model vector
+        start = 0
         for name, p in self.params:
-            self._offsets[name] = (sum(n for _, n in self._offsets.values()), p.numel())
+            self._offsets[name] = (start, p.numel())
+            start += p.numel()
         self.seed_cache = SeedNoiseCache(int(noise_cache_mb * 2**20) // (4 * self.dim), self.dim, device)
         self._dense_key: Direction | None = None
         self._dense: dict[str, torch.Tensor] = {}

@@ -26,6 +26,7 @@ class ArithmeticConfig(TaskConfig):
     """``task.*`` options of the arithmetic task."""
 
     name: str = "arithmetic"
+    test_size: int = 200  # cheap to score, so a less noisy test estimate
     digits: int = 2  # digits of each operand
     operations: list[str] = field(default_factory=lambda: ["+", "-"])  # drawn uniformly; allowed: + - *
 
