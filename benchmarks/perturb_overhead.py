@@ -5,7 +5,7 @@ Measured in one run on the embedded model (numbers are ratios of figures taken h
     python benchmarks/perturb_overhead.py [--members 5] [--populations 8 64] [--noise-cache-mb 0]
 
 1. For a few members: time of ``space.apply`` + ``space.restore`` vs time of scoring
-   that member on the default task's support split; the machine's raw
+   that member on 32 support examples of the default task; the machine's raw
    ``torch.randn`` + copy rate over the same number of weights is printed as the floor.
 2. Peak resident memory of complete ``train.py`` runs (tiny splits, stage 1 only)
    with population 8 and 64: memory must not grow with the population.
@@ -39,7 +39,7 @@ from corp.tasks.base import SPLITS, build_task  # noqa: E402
 def default_config():
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="config", overrides=["output_dir=/tmp/unused"])
+        cfg = compose(config_name="config", overrides=["output_dir=/tmp/unused", "task.support_size=32"])
     return validate(cfg)
 
 

@@ -26,7 +26,9 @@ class ArithmeticConfig(TaskConfig):
     """``task.*`` options of the arithmetic task."""
 
     name: str = "arithmetic"
-    test_size: int = 200  # cheap to score, so a less noisy test estimate
+    support_size: int = 64  # cheap to score, so larger splits than the base defaults:
+    probe_size: int = 64  # less selection noise in stage 1 and the gate
+    test_size: int = 200  # and a less noisy test estimate
     digits: int = 2  # digits of each operand
     operations: list[str] = field(default_factory=lambda: ["+", "-"])  # drawn uniformly; allowed: + - *
 
