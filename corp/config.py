@@ -50,6 +50,16 @@ class PerturbationConfig:
 
 
 @dataclass
+class PopulationConfig:
+    """``population.*``: reuse of saved scores (see corp.store)."""
+
+    # A saved scores file (.npz) or a folder searched recursively (a run, a sweep, outputs/):
+    # members and evaluations already scored there on the same model, task and examples are
+    # taken from it instead of decoded again. null: score everything.
+    load: str | None = None
+
+
+@dataclass
 class LoggerConfig:
     """``logger.*``: where per-round metrics go."""
 
@@ -89,6 +99,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml

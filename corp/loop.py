@@ -24,6 +24,7 @@ from corp.consolidate.base import Operator, Population, PopulationScores, Scores
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
 from corp.scoring.scorer import Scorer
+from corp.store import Scored, ScoreStore, save_scored
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 class Budget:
     """What the run spent; the unit of every matched-budget comparison."""
 
-    members_scored: int = 0  # population members decoded
+    members_scored: int = 0  # population members the method consumed (scored here or reused)
+    members_reused: int = 0  # ... of which taken from saved scores (population.load)
     example_evals: int = 0  # examples decoded while training (members + candidate evaluations)
+    example_evals_reused: int = 0  # ... of which taken from saved scores
     candidate_evals: int = 0  # evaluate() calls made by the operator
     noise_draws: float = 0.0  # whole-model noise vectors generated
     rounds: int = 0
@@ -46,6 +49,7 @@ class RoundRecord:
     scores: PopulationScores | None
     metrics: dict[str, Any] = field(default_factory=dict)
     committed: bool = False
+    centre: Direction = field(default_factory=Direction.zero)  # the committed direction the population was drawn around
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -64,9 +68,11 @@ class RoundLoop:
         scorer: Scorer,
         operator: Operator,
         output_dir: Path,
+        store: ScoreStore,
     ) -> None:
         self.fabric, self.space, self.scorer, self.operator = fabric, space, scorer, operator
         self.output_dir = output_dir
+        self.store = store
         self.budget = Budget()
         self.history: list[RoundRecord] = []
         self._centre_cache: dict[tuple, Scores] = {}
@@ -103,17 +109,36 @@ class RoundLoop:
         return scores
 
     def score_population(self, pop: Population, round_idx: int) -> PopulationScores:
-        """Every member on ``pop.split``; ranks take members round-robin and all-gather."""
+        """Every member on ``pop.split``. Members already in the store are not decoded again;
+        ranks take the rest round-robin and all-gather their rows."""
+        identity, centre = self.store.identity(pop.split, pop.indices), self.space.committed
+        rows: list[Scored | None] = [self.store.get(identity, centre, m) for m in pop.members]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        for i, row in zip(todo, self._score_members(pop, todo, round_idx), strict=True):
+            rows[i] = row
+            self.store.put(identity, centre, pop.members[i], row)
+        n_examples = len(rows[0].rewards) if rows else 0
+        reused = len(pop) - len(todo)
+        self.budget.members_scored += len(pop)
+        self.budget.members_reused += reused
+        self.budget.example_evals += len(pop) * n_examples
+        self.budget.example_evals_reused += reused * n_examples
+        return PopulationScores(
+            np.stack([r.rewards for r in rows]), np.stack([r.correct for r in rows]), [list(r.answers) for r in rows]
+        )
+
+    def _score_members(self, pop: Population, todo: list[int], round_idx: int) -> list[Scored]:
+        """Decode members ``todo`` of ``pop``, spread over the ranks; every rank gets all rows."""
         rank, world = self.fabric.global_rank, self.fabric.world_size
-        mine = list(range(rank, len(pop), world))
-        per_rank = -(-len(pop) // world)
+        mine = todo[rank::world]
+        per_rank = -(-len(todo) // world)
         n_examples = len(pop.indices) if pop.indices is not None else len(self.scorer.splits[pop.split])
         rewards = torch.zeros(per_rank, n_examples, dtype=torch.float64)
         correct = torch.zeros(per_rank, n_examples, dtype=torch.bool)
         bar = tqdm(
             mine,
-            desc=f"round {round_idx}: scoring {len(pop)} members on {n_examples} {pop.split} examples",
-            disable=not self.fabric.is_global_zero,
+            desc=f"round {round_idx}: scoring {len(todo)} of {len(pop)} members on {n_examples} {pop.split} examples",
+            disable=not self.fabric.is_global_zero or not todo,
             leave=False,
             dynamic_ncols=True,
         )
@@ -125,23 +150,20 @@ class RoundLoop:
             correct[row] = torch.from_numpy(decoded.scores.correct)
             answers.append(decoded.answers)
             bar.set_postfix(mean_reward=f"{decoded.scores.mean_reward:.3f}")
-        if world > 1:
+        if world > 1 and todo:
             rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
             correct = self.fabric.all_gather(correct).cpu()
             gathered: list[list] = [None] * world  # type: ignore[list-item]
             torch.distributed.all_gather_object(gathered, answers)
-            order = [(m % world, m // world) for m in range(len(pop))]
-            rewards = torch.stack([rewards[r, k] for r, k in order])
-            correct = torch.stack([correct[r, k] for r, k in order])
-            answers = [gathered[r][k] for r, k in order]
-        self.budget.members_scored += len(pop)
-        self.budget.example_evals += len(pop) * n_examples
-        return PopulationScores(rewards[: len(pop)].numpy(), correct[: len(pop)].numpy(), answers)
+            order = [(j % world, j // world) for j in range(len(todo))]  # todo[j] went to rank j % world
+            return [Scored(rewards[r, k].numpy(), correct[r, k].numpy(), gathered[r][k]) for r, k in order]
+        return [Scored(rewards[j].numpy(), correct[j].numpy(), answers[j]) for j in range(len(todo))]
 
     # -- the loop -------------------------------------------------------------------
     def run(self, max_rounds: int = 1000) -> list[RoundRecord]:
         for round_idx in range(max_rounds):
             start, tokens_before = time.perf_counter(), self.scorer.tokens_generated
+            centre = self.space.committed
             pop = self.operator.propose(round_idx)
             scores = self.score_population(pop, round_idx) if pop is not None else None
             upd = self.operator.update(round_idx, pop, scores, self.evaluate)
@@ -154,7 +176,7 @@ class RoundLoop:
                 self._centre_cache.clear()
             self.budget.rounds = round_idx + 1
             self.budget.noise_draws = self.space.noise.draws
-            record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed)
+            record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed, centre)
             self.history.append(record)
             self._log_round(record, time.perf_counter() - start, tokens_before)
             self._checkpoint(round_idx)
@@ -219,22 +241,12 @@ class RoundLoop:
         atomic_write_json(ckpt_dir / "last.json", state)
         record = self.history[-1]
         if record.population is not None and record.scores is not None:
-            save_population(self.output_dir / "populations" / f"round_{round_idx:03d}.npz", record)
+            identity = self.store.identity(record.population.split, record.population.indices)
+            save_population(self.output_dir / "populations" / f"round_{round_idx:03d}.npz", record, identity)
 
 
-def save_population(path: Path, record: RoundRecord) -> None:
-    """A scored population: seeds, sigmas and the per-example reward matrix (kilobytes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_population(path: Path, record: RoundRecord, identity: str) -> None:
+    """A scored population: seeds, sigmas, its centre and the per-example scores (kilobytes)."""
     pop, scores = record.population, record.scores
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(
-        tmp,
-        seeds=pop.seeds,
-        sigmas=pop.sigmas,
-        rewards=scores.rewards,
-        correct=scores.correct,
-        indices=np.asarray(pop.indices if pop.indices is not None else [], dtype=np.int64),
-        members=np.array(json.dumps([m.to_json() for m in pop.members])),
-        answers=np.array(json.dumps(scores.answers)),
-    )
-    os.replace(tmp, path)
+    rows = [Scored(scores.rewards[i], scores.correct[i], scores.answers[i]) for i in range(len(pop))]
+    save_scored(path, identity, record.centre, pop.members, rows, pop.split, pop.indices, pop.seeds, pop.sigmas)

@@ -20,12 +20,16 @@ from omegaconf import DictConfig
 
 from corp.config import Config, ConfigError, to_plain, validate
 from corp.consolidate import build_operator
+from corp.consolidate.base import Ensemble, Scores
+from corp.consolidate.vote import vote_accuracy
 from corp.loop import RoundLoop, atomic_write_json
 from corp.models.loading import load_model
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
 from corp.report.plots import population_rewards
+from corp.perturb.direction import Direction
 from corp.scoring.scorer import Decoded, Scorer
+from corp.store import Scored, ScoreStore, save_scored
 from corp.tasks.base import SPLITS, build_task
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,8 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
         operator = build_operator(typed)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if typed.population.load and not Path(typed.population.load).exists():
+        raise ConfigError(f"population.load={typed.population.load}: no such file or directory")
     out.mkdir(parents=True, exist_ok=True)
 
     loggers = build_loggers(typed, out)
@@ -121,14 +127,20 @@ def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start
         ", ".join(f"{s}={len(v)}" for s, v in splits.items()),
     )
 
-    base = _score_splits(scorer, "base", fabric)
-    loop = RoundLoop(fabric, space, scorer, operator, out)
+    store = ScoreStore(_store_context(typed, scorer), splits)
+    if typed.population.load:
+        store.load(typed.population.load)
+    points = PointScorer(scorer, space, store, out, fabric)
+    base = _score_splits(points, "base")
+    loop = RoundLoop(fabric, space, scorer, operator, out, store)
     for split in ("support", "probe"):  # the operator's first centre is the base: reuse its scores
         loop.prime_centre(split, base[split].scores)
     loop.run()
-    final = _score_splits(scorer, "final", fabric)
+    final = _score_splits(points, "final")
+    ensemble = operator.test_ensemble()
+    votes = _vote(points, ensemble) if ensemble is not None else None
 
-    results = _results(typed, task, base, final, loop, time.perf_counter() - start)
+    results = _results(typed, task, base, final, loop, votes, time.perf_counter() - start)
     if fabric.is_global_zero:
         _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
         fabric.log_dict({f"final/{k}": v for k, v in _flat(results).items()})
@@ -136,23 +148,67 @@ def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start
     return results
 
 
-def _score_splits(scorer: Scorer, label: str, fabric: Fabric) -> dict[str, Decoded]:
-    out = {}
-    for split in SPLITS:
+def _store_context(typed: Config, scorer: Scorer) -> dict[str, Any]:
+    """What, besides the examples, decides a model point's scores (see corp.store)."""
+    p = typed.perturbation
+    return {
+        "model": {k: getattr(typed.model, k) for k in ("name_or_path", "dtype", "chat_template")},
+        "batch_size": scorer.batch_size,  # left padding can flip rare greedy ties
+        "noise": {"mode": p.noise_mode, "include": list(p.include), "exclude": list(p.exclude)},
+        "task": to_plain(typed.task),
+    }
+
+
+class PointScorer:
+    """Scores model points (centre + direction) on whole splits through the store, saving each
+    evaluation under ``evals/`` so later runs reuse it (the base model is scored once per task)."""
+
+    def __init__(self, scorer: Scorer, space: ParameterSpace, store: ScoreStore, out: Path, fabric: Fabric) -> None:
+        self.scorer, self.space, self.store, self.out, self.fabric = scorer, space, store, out, fabric
+
+    def __call__(self, split: str, label: str, direction: Direction | None = None) -> Decoded:
+        direction = Direction.zero() if direction is None else direction
+        identity, centre = self.store.identity(split), self.space.committed
+        hit = self.store.get(identity, centre, direction)
         t = time.perf_counter()
-        out[split] = scorer.score(split)
-        if fabric.is_global_zero:
+        if hit is not None and hit.completions is not None:
+            decoded = Decoded(Scores(hit.rewards, hit.correct), list(hit.completions), list(hit.answers))
+        else:
+            with self.space.perturbed(direction):
+                decoded = self.scorer.score(split)
+            row = Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers, decoded.completions)
+            self.store.put(identity, centre, direction, row)
+            if self.fabric.is_global_zero:
+                save_scored(self.out / "evals" / f"{label}_{split}.npz", identity, centre, [direction], [row], split)
+        if self.fabric.is_global_zero:
             log.info(
-                "%s model on %s: accuracy %.3f (%.1fs)",
+                "%s on %s: accuracy %.3f (%s)",
                 label,
                 split,
-                out[split].scores.accuracy,
-                time.perf_counter() - t,
+                decoded.scores.accuracy,
+                "saved scores" if hit is not None else f"{time.perf_counter() - t:.1f}s",
             )
-    return out
+        return decoded
 
 
-def _results(typed: Config, task, base, final, loop: RoundLoop, seconds: float) -> dict[str, Any]:
+def _score_splits(points: PointScorer, label: str) -> dict[str, Decoded]:
+    return {split: points(split, f"{label}_model") for split in SPLITS}
+
+
+def _vote(points: PointScorer, ensemble: Ensemble) -> dict[str, Any]:
+    """Test accuracy of the top-k majority vote for each k (members are relative to the base)."""
+    committed = points.space.committed
+    decoded = [points("test", f"vote_member_{i:03d}", (m - committed).pruned()) for i, m in enumerate(ensemble.members)]
+    answers = [d.answers for d in decoded]
+    correct = np.stack([d.scores.correct for d in decoded])
+    return {
+        "accuracy": {str(k): vote_accuracy(answers, correct, k) for k in ensemble.ks},
+        "member_accuracy": [float(c.mean()) for c in correct],
+        "forward_passes_per_test_example": {str(k): k for k in ensemble.ks},
+    }
+
+
+def _results(typed: Config, task, base, final, loop: RoundLoop, votes, seconds: float) -> dict[str, Any]:
     res: dict[str, Any] = {
         "method": typed.consolidation.name,
         "task": task.name,
@@ -167,6 +223,9 @@ def _results(typed: Config, task, base, final, loop: RoundLoop, seconds: float) 
             "final_reward": final[split].scores.mean_reward,
             "n": len(base[split].completions),
         }
+    if votes is not None:
+        res["test"]["vote"] = votes["accuracy"]
+        res["vote"] = votes
     res["budget"] = {**asdict(loop.budget), "forward_passes_per_test_example": 1}
     res["committed"] = {"components": len(loop.space.committed), "coeff_norm": loop.space.committed.norm()}
     res["rounds"] = [{"round": r.round_idx, "committed": r.committed, **_jsonable(r.metrics)} for r in loop.history]

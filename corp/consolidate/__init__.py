@@ -7,6 +7,9 @@ from typing import Any
 
 from corp.consolidate.base import Operator
 from corp.consolidate.corp import CorpConfig, CorpOperator
+from corp.consolidate.es import ESConfig, ESOperator
+from corp.consolidate.randopt import RandOptConfig, RandOptOperator
+from corp.consolidate.soup import SoupConfig, SoupOperator
 
 
 def _corp(cfg: Any) -> Operator:
@@ -14,9 +17,26 @@ def _corp(cfg: Any) -> Operator:
     return CorpOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, cfg.task.support_size)
 
 
+def _randopt(cfg: Any) -> Operator:
+    p = cfg.perturbation
+    return RandOptOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed)
+
+
+def _soup(cfg: Any) -> Operator:
+    p = cfg.perturbation
+    return SoupOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed)
+
+
+def _es(cfg: Any) -> Operator:
+    return ESOperator(cfg.consolidation, cfg.perturbation.population_size, cfg.seed)
+
+
 # name -> (config dataclass for Hydra's ConfigStore, factory taking the whole typed config)
 OPERATORS: dict[str, tuple[type, Callable[[Any], Operator]]] = {
     "corp": (CorpConfig, _corp),
+    "randopt": (RandOptConfig, _randopt),
+    "soup": (SoupConfig, _soup),
+    "es": (ESConfig, _es),
 }
 
 

@@ -85,6 +85,24 @@ def isotropic_population(run_seed: int, round_idx: int, size: int, sigmas: Seque
     return Population([Direction.from_seed(s, c) for s, c in zip(seeds, sig, strict=True)], seeds, sig)
 
 
+def rank_members(rewards: np.ndarray) -> np.ndarray:
+    """Member indices by mean reward, best first; ties go to the lower index (the earlier seed)."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    return np.lexsort((np.arange(len(rewards)), -rewards))
+
+
+@dataclass
+class Ensemble:
+    """Models an operator wants scored together on test by majority vote (e.g. RandOpt's top K).
+
+    ``members`` are directions relative to the base model, best first; ``ks`` the ensemble
+    sizes to report (each uses the first k members, k forward passes per test example).
+    """
+
+    members: list[Direction]
+    ks: list[int]
+
+
 @dataclass
 class Update:
     """What an operator returns after a round."""
@@ -108,6 +126,10 @@ class Operator(ABC):
         self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate
     ) -> Update:
         """Fold the scored population into a step; may call ``evaluate`` on candidates."""
+
+    def test_ensemble(self) -> Ensemble | None:
+        """Members to evaluate on test and vote over after training; None: the final model only."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state for checkpoints (seeds and coefficients, no tensors)."""

@@ -1,0 +1,83 @@
+"""Evolution strategies (METHOD.md section 1): a z-scored reward-weighted step per round.
+
+theta <- theta + alpha * (1/N) * sum_i z_i eps_i, with eps_i the unit Gaussian noise of
+member i (scored at theta + sigma eps_i) and z the population z-score of the mean rewards.
+The step lives in seed space and is committed through ``ParameterSpace.commit``, which
+rebuilds the centre from the base in fp32, so many small steps accumulate without bf16
+rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from corp.consolidate.base import (
+    ConsolidationConfig,
+    Evaluate,
+    Operator,
+    Population,
+    PopulationScores,
+    Update,
+    isotropic_population,
+)
+from corp.consolidate.checks import at_least, positive
+from corp.consolidate.stage1 import zscore
+from corp.perturb.direction import Direction
+
+
+@dataclass
+class ESConfig(ConsolidationConfig):
+    """``consolidation=es``; the published recipe is ``consolidation=es_paper``."""
+
+    name: str = "es"
+    rounds: int = 4  # generations
+    population_size: int | None = None  # N per round; null: perturbation.population_size
+    sigma: float = 2e-3  # member noise scale
+    lr: float = 2e-3  # alpha
+
+    def __post_init__(self) -> None:
+        at_least("rounds", self.rounds, 1)
+        if self.population_size is not None:
+            at_least("population_size", self.population_size, 2)
+        self.sigma = positive("sigma", self.sigma)
+        self.lr = positive("lr", self.lr)
+
+
+def es_step(seeds: np.ndarray, mean_rewards: np.ndarray, lr: float) -> Direction | None:
+    """alpha/N * sum z_i eps(seed_i); None when the rewards do not differ (no signal)."""
+    z = zscore(mean_rewards)
+    if not np.any(z):
+        return None
+    return Direction(np.asarray(seeds, dtype=np.int64), lr / len(z) * z).pruned()
+
+
+class ESOperator(Operator):
+    name = "es"
+
+    def __init__(self, cfg: ESConfig, population_size: int, seed: int) -> None:
+        self.cfg, self.seed = cfg, int(seed)
+        self.size = cfg.population_size or population_size
+
+    def propose(self, round_idx: int) -> Population | None:
+        if round_idx >= self.cfg.rounds:
+            return None
+        return isotropic_population(self.seed, round_idx, self.size, [self.cfg.sigma])
+
+    def update(
+        self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate
+    ) -> Update:
+        done = round_idx + 1 >= self.cfg.rounds
+        if population is None or scores is None:
+            return Update(None, {}, done=True)
+        rewards = scores.mean_rewards
+        step = es_step(population.seeds, rewards, self.cfg.lr)
+        metrics: dict[str, Any] = {
+            "es/reward_mean": float(rewards.mean()),
+            "es/reward_std": float(rewards.std()),
+            "es/step_norm": 0.0 if step is None else step.norm(),
+            "es/flat_rewards": int(step is None),
+        }
+        return Update(step, metrics, done=done)

@@ -1,0 +1,149 @@
+"""Scores of model points, saved once and reused by any later run.
+
+Scoring is nearly all of a run's cost, and most of it is shared between methods: every
+operator's round 0 scores the same isotropic members (``member_seed`` is independent of
+the population size, so a population of 10 N starts with the population of N), and every
+run of a task scores the same base model on the same splits. Each scored point is saved
+as a row of an ``.npz`` file (``populations/`` per round, ``evals/`` per evaluation) and
+keyed by
+
+- the *identity* of what was scored: model, dtype, chat template, batch size, the
+  perturbation's noise identity (mode, include/exclude), the task config and the exact
+  examples (prompts and answers) of the split or subset;
+- the *centre* the point was perturbed from (the committed direction, seeds and
+  coefficients), and the member's *direction* relative to it.
+
+``population.load=<file or folder>`` indexes every such file below the path; a lookup
+hit stands for decoding the same weights on the same prompts, so a run that reuses
+scores gives the results of the run that scored them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corp.perturb.direction import Direction
+from corp.tasks.base import Example
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model point's outcomes on one list of examples."""
+
+    rewards: np.ndarray
+    correct: np.ndarray
+    answers: list[str | None]
+    completions: list[str] | None = None  # kept for evaluations, not for population members
+
+
+def _direction_key(direction: Direction) -> str:
+    return json.dumps(direction.to_json(), separators=(",", ":"))
+
+
+def _digest(data: Any) -> str:
+    return hashlib.blake2b(json.dumps(data, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+class ScoreStore:
+    """An index of scored points: (identity, centre, direction) -> ``Scored``."""
+
+    def __init__(self, context: dict[str, Any], splits: dict[str, list[Example]]) -> None:
+        self.context_digest = _digest(context)
+        self.splits = splits
+        self._rows: dict[tuple[str, str, str], Scored] = {}
+        self._identities: dict[tuple[str, tuple | None], str] = {}
+        self.files_loaded = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def identity(self, split: str, indices: Sequence[int] | np.ndarray | None = None) -> str:
+        """Digest of the run context and the exact examples of ``split`` (or its subset)."""
+        key = (split, None if indices is None else tuple(int(i) for i in indices))
+        if key not in self._identities:
+            examples = self.splits[split]
+            chosen = examples if indices is None else [examples[i] for i in key[1]]
+            content = [[ex.prompt, ex.answer] for ex in chosen]
+            self._identities[key] = _digest([self.context_digest, content])
+        return self._identities[key]
+
+    def get(self, identity: str, centre: Direction, direction: Direction) -> Scored | None:
+        return self._rows.get((identity, _direction_key(centre), _direction_key(direction)))
+
+    def put(self, identity: str, centre: Direction, direction: Direction, scored: Scored) -> None:
+        self._rows[(identity, _direction_key(centre), _direction_key(direction))] = scored
+
+    def load(self, path: str | Path) -> int:
+        """Index every saved file at or below ``path``; returns the number of rows added."""
+        path = Path(path)
+        files = [path] if path.is_file() else sorted(f for f in path.rglob("*.npz") if not f.name.endswith(".tmp.npz"))
+        before = len(self._rows)
+        for file in files:
+            try:
+                self._load_file(file)
+            except (OSError, ValueError, KeyError) as err:  # a torn or foreign file costs a rescore, not the run
+                log.warning("population.load: skipping %s (%s)", file, err)
+        log.info("population.load: %d scored points from %d files under %s", len(self._rows) - before, len(files), path)
+        return len(self._rows) - before
+
+    def _load_file(self, file: Path) -> None:
+        with np.load(file, allow_pickle=False) as data:
+            if "identity" not in data.files:
+                raise KeyError("not a corp score file (no identity)")
+            identity = str(data["identity"])
+            centre = Direction.from_json(json.loads(str(data["centre"])))
+            members = [Direction.from_json(m) for m in json.loads(str(data["members"]))]
+            answers = json.loads(str(data["answers"]))
+            completions = json.loads(str(data["completions"])) if "completions" in data.files else None
+            rewards, correct = data["rewards"], data["correct"]
+        if not (len(members) == len(rewards) == len(correct) == len(answers)):
+            raise ValueError("row counts disagree")
+        for i, member in enumerate(members):
+            rows = None if completions is None else completions[i]
+            self.put(identity, centre, member, Scored(rewards[i], correct[i], answers[i], rows))
+        self.files_loaded += 1
+
+
+def save_scored(
+    path: Path,
+    identity: str,
+    centre: Direction,
+    members: Sequence[Direction],
+    rows: Sequence[Scored],
+    split: str,
+    indices: np.ndarray | None = None,
+    seeds: np.ndarray | None = None,
+    sigmas: np.ndarray | None = None,
+) -> None:
+    """Write scored members of one centre atomically (kilobytes: seeds, coefficients, scores)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    extra = {}
+    if all(r.completions is not None for r in rows):
+        extra["completions"] = np.array(json.dumps([r.completions for r in rows]))
+    np.savez_compressed(
+        tmp,
+        identity=np.array(identity),
+        centre=np.array(json.dumps(centre.to_json())),
+        split=np.array(split),
+        indices=np.asarray(indices if indices is not None else [], dtype=np.int64),
+        members=np.array(json.dumps([m.to_json() for m in members])),
+        seeds=np.asarray(seeds if seeds is not None else [], dtype=np.int64),
+        sigmas=np.asarray(sigmas if sigmas is not None else [], dtype=np.float64),
+        rewards=np.stack([r.rewards for r in rows]),
+        correct=np.stack([r.correct for r in rows]),
+        answers=np.array(json.dumps([list(r.answers) for r in rows])),
+        **extra,
+    )
+    os.replace(tmp, path)
