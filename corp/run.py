@@ -24,10 +24,10 @@ from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
 from corp.loop import RoundLoop, atomic_write_json
 from corp.models.loading import load_model
+from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
 from corp.report.plots import population_rewards
-from corp.perturb.direction import Direction
 from corp.scoring.scorer import Decoded, Scorer
 from corp.store import Scored, ScoreStore, save_scored
 from corp.tasks.base import SPLITS, build_task

@@ -40,3 +40,31 @@ def tiny_model_dir(tmp_path_factory, embedded_dir) -> Path:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+TINY_BUDGET = [
+    "perturbation.population_size=4",
+    "task.support_size=8",
+    "task.probe_size=8",
+    "task.test_size=8",
+    "consolidation.quantiles=[0.5]",
+    "consolidation.betas=[5.0]",
+    "consolidation.scales=[1.0,4.0]",
+    "consolidation.stage2_rounds=1",
+    "consolidation.local_members=4",
+]
+TINY_SIGMAS = "perturbation.sigmas=[0.5,1.0]"  # large, so the random tiny model's greedy outputs change
+
+
+def tiny_run(model_dir, out, extra=(), budget=TINY_BUDGET):
+    from corp.run import run
+
+    overrides = [f"model.name_or_path={model_dir}", "logger=csv", f"output_dir={out}", *budget, *extra]
+    return run(compose_config(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_results(tiny_model_dir, tmp_path_factory):
+    """One CoRP run of the tiny model, shared by the end-to-end tests."""
+    out = tmp_path_factory.mktemp("tiny-run")
+    return out, tiny_run(tiny_model_dir, out, [TINY_SIGMAS])

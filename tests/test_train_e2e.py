@@ -14,34 +14,9 @@ from corp.models.loading import ModelConfig, load_model
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
-from corp.run import run
 from corp.scoring.scorer import Scorer
 from corp.tasks.base import SPLITS, build_task
-from tests.conftest import ROOT, compose_config
-
-TINY_BUDGET = [
-    "perturbation.population_size=4",
-    "task.support_size=8",
-    "task.probe_size=8",
-    "task.test_size=8",
-    "consolidation.quantiles=[0.5]",
-    "consolidation.betas=[5.0]",
-    "consolidation.scales=[1.0,4.0]",
-    "consolidation.stage2_rounds=1",
-    "consolidation.local_members=4",
-]
-
-
-def tiny_run(model_dir, out, extra=()):
-    overrides = [f"model.name_or_path={model_dir}", "logger=csv", f"output_dir={out}", *TINY_BUDGET, *extra]
-    return run(compose_config(overrides))
-
-
-@pytest.fixture(scope="module")
-def tiny_results(tiny_model_dir, tmp_path_factory):
-    # large sigmas so the random tiny model's greedy outputs actually change
-    out = tmp_path_factory.mktemp("tiny-run")
-    return out, tiny_run(tiny_model_dir, out, ["perturbation.sigmas=[0.5,1.0]"])
+from tests.conftest import ROOT, TINY_BUDGET, TINY_SIGMAS, compose_config, tiny_run
 
 
 def test_tiny_run_writes_every_output(tiny_results):
@@ -69,7 +44,7 @@ def test_tiny_run_writes_every_output(tiny_results):
 
 def test_same_config_and_seed_give_the_same_result(tiny_results, tiny_model_dir, tmp_path):
     out, first = tiny_results
-    second = tiny_run(tiny_model_dir, tmp_path, ["perturbation.sigmas=[0.5,1.0]"])
+    second = tiny_run(tiny_model_dir, tmp_path, [TINY_SIGMAS])
     for split in SPLITS:
         assert first[split] == second[split]
     assert (out / "direction.json").read_text() == (tmp_path / "direction.json").read_text()
