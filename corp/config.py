@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -20,6 +21,8 @@ from corp.perturb.noise import NOISE_MODES
 from corp.tasks.base import TaskConfig
 
 LOGGERS = ("wandb", "csv", "none")
+MODES = ("train", "eval")
+RESUME = ("auto", "never")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 
 
@@ -60,6 +63,22 @@ class PopulationConfig:
 
 
 @dataclass
+class EvalConfig:
+    """``eval.*``: what ``mode=eval`` scores next to the base model."""
+
+    direction: str | None = None  # a direction.json, or a run folder holding one
+    model: str | None = None  # an exported model folder (a run's model/)
+    splits: list[str] = field(default_factory=lambda: ["test"])
+
+    def __post_init__(self) -> None:
+        from corp.tasks.base import SPLITS
+
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad or not len(self.splits):
+            raise ValueError(f"eval.splits={list(self.splits)}; allowed: a non-empty list of {', '.join(SPLITS)}")
+
+
+@dataclass
 class LoggerConfig:
     """``logger.*``: where per-round metrics go."""
 
@@ -95,11 +114,15 @@ class Config:
     """The whole run. Groups: model, task, perturbation, consolidation, logger, trainer."""
 
     seed: int = 0  # member seeds, splits of support, everything random in the method
+    mode: str = "train"  # train | eval (score eval.direction or eval.model, no training)
+    resume: str = "auto"  # auto: continue an interrupted run in the same output_dir; never: start over
+    checkpoint_every_s: float = 60.0  # save partly scored populations at least this often
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml
@@ -113,10 +136,24 @@ def slug(text: str, max_len: int = 100) -> str:
     return safe[:max_len] or "default"
 
 
+def sweep_name() -> str | None:
+    """In a multirun job, the sweep folder's name (the W&B group of its jobs); None in a single
+    run or outside Hydra (e.g. a config composed in a test)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
+
+
 def register_configs() -> None:
-    """Put every schema in Hydra's ConfigStore and register the ``slug`` resolver (idempotent)."""
+    """Put every schema in Hydra's ConfigStore and register the ``slug`` and ``sweep_name``
+    resolvers (idempotent)."""
     if not OmegaConf.has_resolver("slug"):
         OmegaConf.register_new_resolver("slug", slug)
+    if not OmegaConf.has_resolver("sweep_name"):
+        OmegaConf.register_new_resolver("sweep_name", sweep_name)
     from corp import tasks as _  # noqa: F401
     from corp.consolidate import OPERATORS
     from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task imports the built-ins)
@@ -148,8 +185,15 @@ def validate(cfg: DictConfig | Config) -> Config:
 
 
 def _check_cross_group(cfg: Config) -> None:
-    """Checks that need two groups at once (e.g. population size vs elite quantile)."""
+    """Checks of top-level keys and those that need two groups at once (population vs quantile)."""
     from corp.consolidate import build_operator
+
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode={cfg.mode!r}; allowed: {', '.join(MODES)}")
+    if cfg.resume not in RESUME:
+        raise ValueError(f"resume={cfg.resume!r}; allowed: {', '.join(RESUME)}")
+    if not cfg.checkpoint_every_s > 0:
+        raise ValueError(f"checkpoint_every_s={cfg.checkpoint_every_s!r}: must be > 0 (seconds)")
 
     build_operator(cfg)  # pure logic: raises ValueError naming the keys, costs nothing
 

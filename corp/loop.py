@@ -24,7 +24,7 @@ from corp.consolidate.base import Operator, Population, PopulationScores, Scores
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
 from corp.scoring.scorer import Scorer
-from corp.store import Scored, ScoreStore, save_scored
+from corp.store import Scored, ScoreStore, direction_key, save_scored
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Budget:
     example_evals: int = 0  # examples decoded while training (members + candidate evaluations)
     example_evals_reused: int = 0  # ... of which taken from saved scores
     candidate_evals: int = 0  # evaluate() calls made by the operator
+    failed_points: int = 0  # members or candidates whose rewards were NaN/inf, scored as failed
     noise_draws: float = 0.0  # whole-model noise vectors generated
     rounds: int = 0
 
@@ -52,6 +53,15 @@ class RoundRecord:
     centre: Direction = field(default_factory=Direction.zero)  # the committed direction the population was drawn around
 
 
+def contain_nonfinite(row: Scored) -> tuple[Scored, bool]:
+    """A NaN or infinite reward fails the whole model point: reward 0, nothing solved, so a broken
+    reward function can never steer an update. Returns the row and whether it failed."""
+    if np.all(np.isfinite(row.rewards)):
+        return row, False
+    log.warning("non-finite reward from the task: this model point is scored as failed (reward 0)")
+    return Scored(np.zeros_like(row.rewards), np.zeros_like(row.correct), row.answers, row.completions), True
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON via a temp file + rename, so a crash never leaves a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +71,9 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 class RoundLoop:
+    """Drives an operator round by round; every decoded point goes through the score store, is
+    saved as soon as it exists, and so survives a crash (a rerun replays it instead of decoding)."""
+
     def __init__(
         self,
         fabric: Fabric,
@@ -69,32 +82,45 @@ class RoundLoop:
         operator: Operator,
         output_dir: Path,
         store: ScoreStore,
+        free_points: set[tuple] | None = None,
+        checkpoint_every_s: float = 60.0,
     ) -> None:
         self.fabric, self.space, self.scorer, self.operator = fabric, space, scorer, operator
         self.output_dir = output_dir
         self.store = store
+        self.free_points = free_points or set()  # (identity, centre, direction) evaluated outside training
+        self.checkpoint_every_s = checkpoint_every_s
         self.budget = Budget()
         self.history: list[RoundRecord] = []
-        self._centre_cache: dict[tuple, Scores] = {}
+        self._round = 0
+        self._evals_this_round = 0
         self._eval_bar: tqdm | None = None  # progress of the operator's candidate evaluations
 
     # -- scoring ----------------------------------------------------------------------
-    def prime_centre(self, split: str, scores: Scores) -> None:
-        """Scores of the current centre on a whole split, already computed elsewhere."""
-        self._centre_cache[(split, None)] = scores
-
     def evaluate(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
-        """Scores of centre + ``direction`` (the operator's callback). Centre scores are cached."""
+        """Scores of centre + ``direction`` (the operator's callback), through the store."""
         if split == "test":
             raise ValueError("operators may not look at the test split")
-        key = (split, None if indices is None else tuple(np.asarray(indices).tolist()))
-        if len(direction) == 0 and key in self._centre_cache:
-            return self._centre_cache[key]
-        with self.space.perturbed(direction):
-            scores = self.scorer.score(split, indices).scores
+        identity, centre = self.store.identity(split, indices), self.space.committed
+        row = self.store.get(identity, centre, direction)
+        if row is None:
+            with self.space.perturbed(direction):
+                decoded = self.scorer.score(split, indices)
+            row = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
+            self.store.put(identity, centre, direction, row)
+            if self.fabric.is_global_zero:
+                path = self.output_dir / "evals" / f"round_{self._round:03d}" / f"eval_{self._evals_this_round:03d}.npz"
+                save_scored(path, identity, centre, [direction], [row], split, indices)
+        self._evals_this_round += 1
+        scores = Scores(row.rewards, row.correct)
+        if (identity, *_keys(centre, direction)) not in self.free_points:
+            self.budget.candidate_evals += 1
+            self.budget.example_evals += len(scores.rewards)
+            if row.source == "loaded":
+                self.budget.example_evals_reused += len(scores.rewards)
         if self._eval_bar is None:
             self._eval_bar = tqdm(
-                desc=f"round {self.budget.rounds}: candidate evaluations",
+                desc=f"round {self._round}: candidate evaluations",
                 unit="eval",
                 disable=not self.fabric.is_global_zero,
                 leave=False,
@@ -102,11 +128,12 @@ class RoundLoop:
             )
         self._eval_bar.update(1)
         self._eval_bar.set_postfix(split=split, accuracy=f"{scores.accuracy:.3f}")
-        self.budget.candidate_evals += 1
-        self.budget.example_evals += len(scores.rewards)
-        if len(direction) == 0:
-            self._centre_cache[key] = scores
         return scores
+
+    def _contain(self, row: Scored) -> Scored:
+        row, failed = contain_nonfinite(row)
+        self.budget.failed_points += int(failed)
+        return row
 
     def score_population(self, pop: Population, round_idx: int) -> PopulationScores:
         """Every member on ``pop.split``. Members already in the store are not decoded again;
@@ -114,11 +141,11 @@ class RoundLoop:
         identity, centre = self.store.identity(pop.split, pop.indices), self.space.committed
         rows: list[Scored | None] = [self.store.get(identity, centre, m) for m in pop.members]
         todo = [i for i, row in enumerate(rows) if row is None]
-        for i, row in zip(todo, self._score_members(pop, todo, round_idx), strict=True):
+        for i, row in zip(todo, self._score_members(pop, todo, round_idx, identity), strict=True):
             rows[i] = row
             self.store.put(identity, centre, pop.members[i], row)
         n_examples = len(rows[0].rewards) if rows else 0
-        reused = len(pop) - len(todo)
+        reused = sum(r.source == "loaded" for r in rows)
         self.budget.members_scored += len(pop)
         self.budget.members_reused += reused
         self.budget.example_evals += len(pop) * n_examples
@@ -127,8 +154,14 @@ class RoundLoop:
             np.stack([r.rewards for r in rows]), np.stack([r.correct for r in rows]), [list(r.answers) for r in rows]
         )
 
-    def _score_members(self, pop: Population, todo: list[int], round_idx: int) -> list[Scored]:
-        """Decode members ``todo`` of ``pop``, spread over the ranks; every rank gets all rows."""
+    def _partial_path(self, round_idx: int) -> Path:
+        return self.output_dir / "populations" / f"round_{round_idx:03d}.rank{self.fabric.global_rank}.partial.npz"
+
+    def _score_members(self, pop: Population, todo: list[int], round_idx: int, identity: str) -> list[Scored]:
+        """Decode members ``todo`` of ``pop``, spread over the ranks; every rank gets all rows.
+
+        Each rank saves the rows it has so far every ``checkpoint_every_s`` seconds, so a crash
+        in a long population costs at most that much decoding."""
         rank, world = self.fabric.global_rank, self.fabric.world_size
         mine = todo[rank::world]
         per_rank = -(-len(todo) // world)
@@ -142,27 +175,34 @@ class RoundLoop:
             leave=False,
             dynamic_ncols=True,
         )
-        answers: list[list[str | None]] = []
+        done: list[Scored] = []
+        last_save = time.monotonic()
         for row, member in enumerate(bar):
             with self.space.perturbed(pop.members[member]):
                 decoded = self.scorer.score(pop.split, pop.indices)
-            rewards[row] = torch.from_numpy(decoded.scores.rewards)
-            correct[row] = torch.from_numpy(decoded.scores.correct)
-            answers.append(decoded.answers)
-            bar.set_postfix(mean_reward=f"{decoded.scores.mean_reward:.3f}")
+            scored = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
+            rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
+            done.append(scored)
+            bar.set_postfix(mean_reward=f"{scored.rewards.mean():.3f}")
+            if time.monotonic() - last_save >= self.checkpoint_every_s:
+                members = [pop.members[m] for m in mine[: len(done)]]
+                save_scored(self._partial_path(round_idx), identity, self.space.committed, members, done, pop.split,
+                            pop.indices)  # fmt: skip
+                last_save = time.monotonic()
         if world > 1 and todo:
             rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
             correct = self.fabric.all_gather(correct).cpu()
             gathered: list[list] = [None] * world  # type: ignore[list-item]
-            torch.distributed.all_gather_object(gathered, answers)
+            torch.distributed.all_gather_object(gathered, [r.answers for r in done])
             order = [(j % world, j // world) for j in range(len(todo))]  # todo[j] went to rank j % world
             return [Scored(rewards[r, k].numpy(), correct[r, k].numpy(), gathered[r][k]) for r, k in order]
-        return [Scored(rewards[j].numpy(), correct[j].numpy(), answers[j]) for j in range(len(todo))]
+        return done
 
     # -- the loop -------------------------------------------------------------------
     def run(self, max_rounds: int = 1000) -> list[RoundRecord]:
         for round_idx in range(max_rounds):
             start, tokens_before = time.perf_counter(), self.scorer.tokens_generated
+            self._round, self._evals_this_round = round_idx, 0
             centre = self.space.committed
             pop = self.operator.propose(round_idx)
             scores = self.score_population(pop, round_idx) if pop is not None else None
@@ -173,7 +213,6 @@ class RoundLoop:
             committed = upd.step is not None and len(upd.step) > 0
             if committed:
                 self.space.commit(upd.step)
-                self._centre_cache.clear()
             self.budget.rounds = round_idx + 1
             self.budget.noise_draws = self.space.noise.draws
             record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed, centre)
@@ -206,6 +245,7 @@ class RoundLoop:
                 "budget/members_scored": self.budget.members_scored,
                 "budget/example_evals": self.budget.example_evals,
                 "budget/noise_draws": self.budget.noise_draws,
+                "budget/failed_points": self.budget.failed_points,
                 "throughput/tokens_generated": self.scorer.tokens_generated,
                 "throughput/tokens_per_s": (self.scorer.tokens_generated - tokens_before) / max(seconds, 1e-9),
             }
@@ -228,7 +268,9 @@ class RoundLoop:
 
     def _checkpoint(self, round_idx: int) -> None:
         """Seeds and coefficients only: enough to rebuild the centre and continue."""
+        partial = self._partial_path(round_idx)
         if not self.fabric.is_global_zero:
+            partial.unlink(missing_ok=True)  # rank 0 has the whole round (after the gather) ...
             return
         state = {
             "round": round_idx,
@@ -243,6 +285,11 @@ class RoundLoop:
         if record.population is not None and record.scores is not None:
             identity = self.store.identity(record.population.split, record.population.indices)
             save_population(self.output_dir / "populations" / f"round_{round_idx:03d}.npz", record, identity)
+        partial.unlink(missing_ok=True)  # ... and saves it before dropping its partial file
+
+
+def _keys(centre: Direction, direction: Direction) -> tuple[str, str]:
+    return direction_key(centre), direction_key(direction)
 
 
 def save_population(path: Path, record: RoundRecord, identity: str) -> None:

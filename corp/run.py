@@ -9,7 +9,7 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +22,14 @@ from corp.config import Config, ConfigError, to_plain, validate
 from corp.consolidate import build_operator
 from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
-from corp.loop import RoundLoop, atomic_write_json
-from corp.models.loading import load_model
+from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite
+from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
 from corp.report.plots import population_rewards
 from corp.scoring.scorer import Decoded, Scorer
-from corp.store import Scored, ScoreStore, save_scored
+from corp.store import Scored, ScoreStore, direction_key, save_scored
 from corp.tasks.base import SPLITS, build_task
 
 log = logging.getLogger(__name__)
@@ -72,22 +72,17 @@ def _wandb_run(loggers: list) -> Any:
 
 
 def run(cfg: DictConfig | Config) -> dict[str, Any]:
-    """Post-train ``cfg.model`` on ``cfg.task`` with ``cfg.consolidation``; returns results.json's content."""
+    """Post-train ``cfg.model`` on ``cfg.task`` with ``cfg.consolidation`` (or, with ``mode=eval``,
+    evaluate a saved direction or model); returns results.json's content."""
     typed = validate(cfg)  # every config error surfaces here, before any work
     start = time.perf_counter()
     out = Path(typed.output_dir)
     if typed.trainer.num_threads:
         torch.set_num_threads(typed.trainer.num_threads)
-
-    try:  # data and operator problems are config problems too: stop before any work
-        task = build_task(typed.task)
-        splits = task.splits({s: getattr(typed.task, f"{s}_size") for s in SPLITS}, typed.task.data_seed)
-        operator = build_operator(typed)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if typed.population.load and not Path(typed.population.load).exists():
-        raise ConfigError(f"population.load={typed.population.load}: no such file or directory")
+    inputs = _prepare(typed)  # data, operator, model files: checked before anything is written
+    resumed = typed.mode == "train" and _check_resume(typed, out)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", to_plain(typed))
 
     loggers = build_loggers(typed, out)
     fabric = Fabric(
@@ -100,7 +95,10 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
     fabric.launch()
     status = "failed"
     try:
-        results = _run(typed, fabric, task, splits, operator, out, start, loggers)
+        if typed.mode == "eval":
+            results = _evaluate_only(typed, fabric, inputs, out, start)
+        else:
+            results = _run(typed, fabric, inputs, out, start, loggers, resumed)
         status = "success"
         return results
     finally:  # each run (also each multirun job) is closed, even on failure
@@ -112,40 +110,179 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
             wandb.finish(exit_code=0 if status == "success" else 1)  # a no-op if no run was started
 
 
-def _run(typed: Config, fabric: Fabric, task, splits, operator, out: Path, start: float, loggers) -> dict[str, Any]:
-    model, tokenizer = load_model(typed.model, fabric.device)
+@dataclass
+class Inputs:
+    """Everything a run reads, loaded (and so checked) before it writes anything."""
+
+    task: Any
+    splits: dict[str, list]
+    operator: Any
+    source: Path | str  # what from_pretrained loads for model.name_or_path
+    tokenizer: Any
+    evaluated: dict[str, Any] | None = None  # mode=eval: the direction file or model dir to score
+
+
+def _prepare(typed: Config) -> Inputs:
+    try:
+        task = build_task(typed.task)
+        splits = task.splits({s: getattr(typed.task, f"{s}_size") for s in SPLITS}, typed.task.data_seed)
+        operator = build_operator(typed) if typed.mode == "train" else None
+        if typed.population.load and not Path(typed.population.load).exists():
+            raise ValueError(f"population.load={typed.population.load}: no such file or directory")
+        evaluated = _eval_target(typed) if typed.mode == "eval" else None
+    except (ValueError, OSError) as err:
+        raise ConfigError(str(err)) from None
+    try:
+        source = resolve(typed.model)
+        tokenizer = load_tokenizer(typed.model, source)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except OSError as err:  # missing path, or a hub id that cannot be fetched
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"model.name_or_path={typed.model.name_or_path!r}: cannot load it ({first})") from None
+    return Inputs(task, splits, operator, source, tokenizer, evaluated)
+
+
+# keys that may change when a run is continued: they do not change its results
+_RESUME_FREE = ("resume", "logger", "output_dir", "trainer", "population", "log_samples", "export_model")
+
+
+def _check_resume(typed: Config, out: Path) -> bool:
+    """True when ``out`` holds an earlier attempt of this same run, which is then continued.
+
+    ``resume=never`` clears what an earlier attempt left there instead."""
+    saved = out / "config.json"
+    if not saved.exists():
+        return False
+    if typed.resume == "never":
+        for stale in ("checkpoints", "populations", "evals"):
+            shutil.rmtree(out / stale, ignore_errors=True)
+        return False
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{saved}: unreadable ({err}); delete it or run with resume=never") from None
+    new = to_plain(typed)
+    changed = sorted(k for k in set(old) | set(new) if k not in _RESUME_FREE and old.get(k) != new.get(k))
+    if changed:
+        raise ConfigError(
+            f"output_dir={out} holds a run with a different config (changed: {', '.join(changed)}); "
+            "resume=auto only continues the same run: use another output folder or resume=never"
+        )
+    last = out / "checkpoints" / "last.json"
+    if last.exists():
+        try:
+            state = json.loads(last.read_text())
+            Direction.from_json(state["committed"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(
+                f"{last}: corrupt checkpoint ({type(err).__name__}: {err}); delete it "
+                "(the saved scores are kept and replayed) or run with resume=never"
+            ) from None
+    log.info("resume=auto: continuing the run in %s from its saved scores", out)
+    return True
+
+
+def _eval_target(typed: Config) -> dict[str, Any]:
+    """The saved direction (file or run folder) or exported model that ``mode=eval`` scores."""
+    ev = typed.eval
+    if bool(ev.direction) == bool(ev.model):
+        raise ValueError("mode=eval needs exactly one of eval.direction=<direction.json or run folder> "
+                         "and eval.model=<exported model folder>")  # fmt: skip
+    if ev.model:
+        if not (Path(ev.model) / "config.json").exists():
+            raise ValueError(f"eval.model={ev.model}: not a model folder (no config.json)")
+        return {"model": ev.model}
+    path = Path(ev.direction)
+    path = path / "direction.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(f"eval.direction={ev.direction}: no such file (give a direction.json or a run folder)")
+    try:
+        saved = json.loads(path.read_text())
+        direction = Direction.from_json(saved["direction"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"eval.direction={path}: not a direction.json ({type(err).__name__}: {err})") from None
+    p = typed.perturbation
+    expected = {"model": typed.model.name_or_path, "noise_mode": p.noise_mode, "include": list(p.include),
+                "exclude": list(p.exclude)}  # fmt: skip
+    keys = {"model": "model.name_or_path", "noise_mode": "perturbation.noise_mode",
+            "include": "perturbation.include", "exclude": "perturbation.exclude"}  # fmt: skip
+    wrong = [f"{keys[k]}={expected[k]!r} but the direction was made with {saved.get(k)!r}"
+             for k in expected if saved.get(k) != expected[k]]  # fmt: skip
+    if wrong:
+        raise ValueError(f"eval.direction={path}: " + "; ".join(wrong))
+    return {"direction": direction, "path": str(path)}
+
+
+def _setup(typed: Config, fabric: Fabric, inputs: Inputs, out: Path):
+    model, tokenizer = load_model(typed.model, fabric.device, inputs.source, inputs.tokenizer)
     noise = NoiseSource(typed.perturbation.noise_mode)
     pert = typed.perturbation
     space = ParameterSpace(model, noise, pert.include, pert.exclude, pert.dense_cache, pert.noise_cache_mb)
-    scorer = Scorer(model, tokenizer, task, splits, typed.model.chat_template, typed.model.batch_size)
+    scorer = Scorer(model, tokenizer, inputs.task, inputs.splits, typed.model.chat_template, typed.model.batch_size)
     log.info(
         "model %s: %.1fM perturbed weights in %d tensors; task %s: %s",
         typed.model.name_or_path,
         space.dim / 1e6,
         len(space.params),
-        task.name,
-        ", ".join(f"{s}={len(v)}" for s, v in splits.items()),
+        inputs.task.name,
+        ", ".join(f"{s}={len(v)}" for s, v in inputs.splits.items()),
     )
+    store = ScoreStore(_store_context(typed, scorer), inputs.splits)
+    return model, tokenizer, space, scorer, store
 
-    store = ScoreStore(_store_context(typed, scorer), splits)
+
+def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, loggers, resumed: bool):
+    model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
+    if resumed:  # this run's own earlier scores first: replaying them is not reuse
+        store.load(out, source="resumed")
     if typed.population.load:
         store.load(typed.population.load)
     points = PointScorer(scorer, space, store, out, fabric)
     base = _score_splits(points, "base")
-    loop = RoundLoop(fabric, space, scorer, operator, out, store)
-    for split in ("support", "probe"):  # the operator's first centre is the base: reuse its scores
-        loop.prime_centre(split, base[split].scores)
+    loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s)
     loop.run()
     final = _score_splits(points, "final")
-    ensemble = operator.test_ensemble()
+    ensemble = inputs.operator.test_ensemble()
     votes = _vote(points, ensemble) if ensemble is not None else None
 
-    results = _results(typed, task, base, final, loop, votes, time.perf_counter() - start)
+    results = _results(typed, inputs.task, base, final, loop, votes, time.perf_counter() - start)
     if fabric.is_global_zero:
         _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
         fabric.log_dict({f"final/{k}": v for k, v in _flat(results).items()})
         _print_summary(results, out)
     return results
+
+
+def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float) -> dict[str, Any]:
+    """``mode=eval``: the base and the saved direction or model on ``eval.splits``."""
+    model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
+    if typed.population.load:
+        store.load(typed.population.load)
+    points = PointScorer(scorer, space, store, out, fabric)
+    target = inputs.evaluated
+    base = {s: points(s, "base_model") for s in typed.eval.splits}
+    if "direction" in target:
+        final = {s: points(s, "evaluated", target["direction"]) for s in typed.eval.splits}
+        evaluated = target["path"]
+    else:
+        other, _ = load_model(ModelConfig(**{**asdict(typed.model), "name_or_path": target["model"]}), fabric.device)
+        scorer.model = other
+        final = {s: scorer.score(s) for s in typed.eval.splits}
+        evaluated = target["model"]
+    res: dict[str, Any] = {"mode": "eval", "evaluated": evaluated, "task": inputs.task.name,
+                           "model": typed.model.name_or_path}  # fmt: skip
+    for s in typed.eval.splits:
+        res[s] = _split_result(base[s], final[s])
+    res["seconds"] = time.perf_counter() - start
+    if fabric.is_global_zero:
+        atomic_write_json(out / "results.json", res)
+        if "test" in typed.eval.splits:
+            _write_samples(out / "samples.jsonl", scorer, base["test"], final["test"])
+        lines = [f"evaluated {evaluated} on {inputs.task.name}", f"{'split':<8} {'n':>5} {'base':>8} {'evaluated':>10}"]
+        lines += [f"{s:<8} {res[s]['n']:>5} {res[s]['base']:>8.3f} {res[s]['final']:>10.3f}" for s in typed.eval.splits]
+        print("\n".join(["", *lines, f"outputs: {out.resolve()}", ""]))
+    return res
 
 
 def _store_context(typed: Config, scorer: Scorer) -> dict[str, Any]:
@@ -165,10 +302,12 @@ class PointScorer:
 
     def __init__(self, scorer: Scorer, space: ParameterSpace, store: ScoreStore, out: Path, fabric: Fabric) -> None:
         self.scorer, self.space, self.store, self.out, self.fabric = scorer, space, store, out, fabric
+        self.keys: set[tuple[str, str, str]] = set()  # points scored here: free for the operator's budget
 
     def __call__(self, split: str, label: str, direction: Direction | None = None) -> Decoded:
         direction = Direction.zero() if direction is None else direction
         identity, centre = self.store.identity(split), self.space.committed
+        self.keys.add((identity, direction_key(centre), direction_key(direction)))
         hit = self.store.get(identity, centre, direction)
         t = time.perf_counter()
         if hit is not None and hit.completions is not None:
@@ -176,7 +315,10 @@ class PointScorer:
         else:
             with self.space.perturbed(direction):
                 decoded = self.scorer.score(split)
-            row = Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers, decoded.completions)
+            row, _ = contain_nonfinite(
+                Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers, decoded.completions)
+            )
+            decoded = Decoded(Scores(row.rewards, row.correct), decoded.completions, decoded.answers)
             self.store.put(identity, centre, direction, row)
             if self.fabric.is_global_zero:
                 save_scored(self.out / "evals" / f"{label}_{split}.npz", identity, centre, [direction], [row], split)
@@ -216,13 +358,7 @@ def _results(typed: Config, task, base, final, loop: RoundLoop, votes, seconds: 
         "seed": typed.seed,
     }
     for split in SPLITS:
-        res[split] = {
-            "base": base[split].scores.accuracy,
-            "final": final[split].scores.accuracy,
-            "base_reward": base[split].scores.mean_reward,
-            "final_reward": final[split].scores.mean_reward,
-            "n": len(base[split].completions),
-        }
+        res[split] = _split_result(base[split], final[split])
     if votes is not None:
         res["test"]["vote"] = votes["accuracy"]
         res["vote"] = votes
@@ -232,6 +368,16 @@ def _results(typed: Config, task, base, final, loop: RoundLoop, votes, seconds: 
     res["seconds"] = seconds
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return res
+
+
+def _split_result(base: Decoded, final: Decoded) -> dict[str, Any]:
+    return {
+        "base": base.scores.accuracy,
+        "final": final.scores.accuracy,
+        "base_reward": base.scores.mean_reward,
+        "final_reward": final.scores.mean_reward,
+        "n": len(base.completions),
+    }
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:

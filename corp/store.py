@@ -45,9 +45,10 @@ class Scored:
     correct: np.ndarray
     answers: list[str | None]
     completions: list[str] | None = None  # kept for evaluations, not for population members
+    source: str = "scored"  # "scored" here, "resumed" from this run's own folder, "loaded" from population.load
 
 
-def _direction_key(direction: Direction) -> str:
+def direction_key(direction: Direction) -> str:
     return json.dumps(direction.to_json(), separators=(",", ":"))
 
 
@@ -79,25 +80,28 @@ class ScoreStore:
         return self._identities[key]
 
     def get(self, identity: str, centre: Direction, direction: Direction) -> Scored | None:
-        return self._rows.get((identity, _direction_key(centre), _direction_key(direction)))
+        return self._rows.get((identity, direction_key(centre), direction_key(direction)))
 
     def put(self, identity: str, centre: Direction, direction: Direction, scored: Scored) -> None:
-        self._rows[(identity, _direction_key(centre), _direction_key(direction))] = scored
+        self._rows[(identity, direction_key(centre), direction_key(direction))] = scored
 
-    def load(self, path: str | Path) -> int:
-        """Index every saved file at or below ``path``; returns the number of rows added."""
+    def load(self, path: str | Path, source: str = "loaded") -> int:
+        """Index every saved file at or below ``path``; returns the number of rows added.
+
+        ``source="resumed"`` marks this run's own earlier scores: replaying them is not reuse
+        of another run's budget."""
         path = Path(path)
         files = [path] if path.is_file() else sorted(f for f in path.rglob("*.npz") if not f.name.endswith(".tmp.npz"))
         before = len(self._rows)
         for file in files:
             try:
-                self._load_file(file)
+                self._load_file(file, source)
             except (OSError, ValueError, KeyError) as err:  # a torn or foreign file costs a rescore, not the run
                 log.warning("population.load: skipping %s (%s)", file, err)
         log.info("population.load: %d scored points from %d files under %s", len(self._rows) - before, len(files), path)
         return len(self._rows) - before
 
-    def _load_file(self, file: Path) -> None:
+    def _load_file(self, file: Path, source: str) -> None:
         with np.load(file, allow_pickle=False) as data:
             if "identity" not in data.files:
                 raise KeyError("not a corp score file (no identity)")
@@ -111,7 +115,8 @@ class ScoreStore:
             raise ValueError("row counts disagree")
         for i, member in enumerate(members):
             rows = None if completions is None else completions[i]
-            self.put(identity, centre, member, Scored(rewards[i], correct[i], answers[i], rows))
+            key = (identity, direction_key(centre), direction_key(member))
+            self._rows.setdefault(key, Scored(rewards[i], correct[i], answers[i], rows, source))
         self.files_loaded += 1
 
 

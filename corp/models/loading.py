@@ -140,9 +140,9 @@ def pick_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
     return DTYPES[cfg.dtype]
 
 
-def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    device = torch.device(device)
-    source = resolve(cfg)
+def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer, set up for batched left-padded generation; checks the chat-template setting."""
+    source = resolve(cfg) if source is None else source
     tokenizer = AutoTokenizer.from_pretrained(source)
     if cfg.chat_template and not tokenizer.chat_template:
         raise ValueError(
@@ -152,6 +152,18 @@ def load_model(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[Pr
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only batched generation
+    return tokenizer
+
+
+def load_model(
+    cfg: ModelConfig,
+    device: torch.device | str = "cpu",
+    source: Path | str | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    device = torch.device(device)
+    source = resolve(cfg) if source is None else source
+    tokenizer = load_tokenizer(cfg, source) if tokenizer is None else tokenizer
     model = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(cfg, device))
     model.to(device).eval()
     model.requires_grad_(False)

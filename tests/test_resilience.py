@@ -1,0 +1,103 @@
+"""Crashes and ranks: a run killed with SIGKILL and rerun, and a 2-process run, both end exactly
+where one uninterrupted single-process run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY_BUDGET, TINY_SIGMAS, tiny_run
+
+# saving after every member makes "in the middle of population scoring" observable on disk
+EXTRA = [TINY_SIGMAS, "checkpoint_every_s=0.001"]
+
+
+def cli(model_dir: Path, out: Path, extra=()) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={model_dir}", "logger=csv",
+            f"hydra.run.dir={out}", *TINY_BUDGET, *EXTRA, *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    tiny_run(tiny_model_dir, out, EXTRA)
+    return out
+
+
+def comparable(out: Path) -> dict:
+    """results.json without wall time, memory and noise draws (a replay regenerates less noise)."""
+    res = json.loads((out / "results.json").read_text())
+    for key in ("seconds", "peak_rss_mb"):
+        res.pop(key)
+    res["budget"].pop("noise_draws")
+    return res
+
+
+def assert_same_run(out: Path, reference: Path) -> None:
+    assert (out / "direction.json").read_text() == (reference / "direction.json").read_text()
+    assert comparable(out) == comparable(reference)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds; fail if it ended first."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def interrupt_and_resume(model_dir: Path, out: Path, ready) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(cli(model_dir, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kill_when(proc, ready)
+    assert proc.returncode == -signal.SIGKILL and not (out / "results.json").exists()
+    return subprocess.run(cli(model_dir, out), cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_sigkill_during_population_scoring_then_rerun_gives_the_same_run(tiny_model_dir, tmp_path, reference):
+    out = tmp_path / "run"
+    pops = out / "populations"
+
+    def mid_population() -> bool:  # some members saved, the round not finished
+        return (pops / "round_000.rank0.partial.npz").exists() and not (pops / "round_000.npz").exists()
+
+    done = interrupt_and_resume(tiny_model_dir, out, mid_population)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "continuing the run" in done.stderr
+    assert_same_run(out, reference)
+
+
+def test_sigkill_during_stage2_then_rerun_gives_the_same_run(tiny_model_dir, tmp_path, reference):
+    out = tmp_path / "run"
+
+    def mid_stage2() -> bool:  # round 0 (stage 1) committed, stage-2 members being scored
+        return (out / "populations" / "round_001.rank0.partial.npz").exists()
+
+    done = interrupt_and_resume(tiny_model_dir, out, mid_stage2)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_run(out, reference)
+
+
+def test_resume_refuses_a_folder_holding_another_config(tiny_model_dir, tmp_path, reference):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text((reference / "config.json").read_text())
+    proc = subprocess.run(cli(tiny_model_dir, out, ["seed=5"]), cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "changed: seed" in proc.stderr and "resume=never" in proc.stderr
+
+
+def test_two_processes_give_the_same_run_as_one(tiny_model_dir, tmp_path, reference):
+    out = tmp_path / "ddp"
+    cmd = cli(tiny_model_dir, out, ["trainer.devices=2", "trainer.strategy=ddp"])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(out, reference)
