@@ -17,7 +17,7 @@ register_configs()  # typed schemas + the `slug` resolver used in hydra's output
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     from corp.run import run
 
     try:
@@ -25,7 +25,8 @@ def main(cfg: DictConfig) -> float:
     except ConfigError as err:  # a clean one-line message, not a traceback
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
-    return results["probe"]["final"]  # the value sweepers optimise
+    # the value sweepers optimise (hydra/sweeper=corp_optuna); mode=eval without the probe split has none
+    return results.get("probe", {}).get("final")
 
 
 if __name__ == "__main__":
