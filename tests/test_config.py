@@ -1,5 +1,6 @@
 """Config composition of every group, and bad values stopping the run before any work."""
 
+import json
 import subprocess
 import sys
 
@@ -7,14 +8,14 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError
 
-from corp.config import validate
+from corp.config import to_plain, validate
 from tests.conftest import ROOT, compose_config
 
 GROUP_OPTIONS = {
     "model": ["smollm2"],
     "task": ["arithmetic", "countdown"],
     "perturbation": ["default", "paper"],
-    "consolidation": ["corp", "corp_paper"],
+    "consolidation": ["corp", "corp_paper", "randopt", "randopt_10x", "soup", "es", "es_paper"],
     "logger": ["wandb", "csv", "none"],
     "trainer": ["cpu", "gpu"],
 }
@@ -78,6 +79,42 @@ def test_cli_stops_before_any_work_with_the_key_named(tmp_path):
         [sys.executable, str(ROOT / "train.py"), "perturbation.sigmas=[-1.0]", f"hydra.run.dir={out}"],
         capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
-    assert proc.returncode != 0
-    assert "perturbation.sigmas" in proc.stderr + proc.stdout
-    assert not (out / "results.json").exists() and not (out / "checkpoints").exists()
+    assert proc.returncode == 2
+    assert "perturbation.sigmas" in proc.stderr
+    assert not out.exists()  # not even hydra's own files are left behind
+
+
+def cli_error(tmp_path, *overrides) -> str:
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={out}", *overrides],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert not out.exists() or (out / "config.json").exists()  # nothing new written
+    return proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.name_or_path=/no/such/model"], "model.name_or_path='/no/such/model'"),
+        (["model.name_or_path=no-such-org/no-such-model"], "model.name_or_path='no-such-org/no-such-model'"),
+        (["task.name=nope"], "task.name='nope'"),
+        (["task=countdown", "task.test_size=100000"], "task.test_size=100000"),
+        (["population.load=/no/such/folder"], "population.load=/no/such/folder"),
+        (["mode=eval"], "eval.direction"),
+        (["mode=eval", "eval.direction=/no/such/direction.json"], "eval.direction=/no/such/direction.json"),
+        (["resume=maybe"], "resume='maybe'"),
+    ],
+)
+def test_bad_inputs_stop_before_any_output_naming_the_key(tmp_path, overrides, expected):
+    assert expected in cli_error(tmp_path, *overrides)
+
+
+def test_corrupt_checkpoint_is_refused_naming_the_file(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    cfg = compose_config([f"output_dir={out}"])
+    (out / "config.json").write_text(json.dumps(to_plain(validate(cfg))))
+    (out / "checkpoints" / "last.json").write_text('{"round": 0, "committed": {"seeds": [1], "coe')
+    message = cli_error(tmp_path, f"output_dir={out}")
+    assert "last.json: corrupt checkpoint" in message and "resume=never" in message

@@ -1,5 +1,9 @@
 """Crashes and ranks: a run killed with SIGKILL and rerun, and a 2-process run, both end exactly
-where one uninterrupted single-process run ends."""
+where one uninterrupted single-process run ends.
+
+The tiny random model on a custom task whose reward (the share of vowels in the completion)
+differs between members, so that every decision of the operator depends on the scores.
+"""
 
 from __future__ import annotations
 
@@ -13,21 +17,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_BUDGET, TINY_SIGMAS, tiny_run
+from tests.conftest import ROOT, TINY_BUDGET, tiny_run
 
 # saving after every member makes "in the middle of population scoring" observable on disk
-EXTRA = [TINY_SIGMAS, "checkpoint_every_s=0.001"]
-
-
-def cli(model_dir: Path, out: Path, extra=()) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={model_dir}", "logger=csv",
-            f"hydra.run.dir={out}", *TINY_BUDGET, *EXTRA, *extra]  # fmt: skip
+EXTRA = ["checkpoint_every_s=0.001", "export_model=false", "perturbation.sigmas=[0.5,1.0]", "trainer.num_threads=1"]
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_model_dir, tmp_path_factory):
+def task_args(tmp_path_factory) -> list[str]:
+    data = tmp_path_factory.mktemp("data") / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Say something about {i}."}) + "\n" for i in range(40)))
+    reward = ROOT / "tests" / "fixtures" / "signal_rewards.py"
+    return ["task=custom", f"task.data_files={data}", f"task.reward_fn={reward}:vowel_share",
+            "task.max_new_tokens=8", "task.solved_at=0.2"]  # fmt: skip
+
+
+def cli(model_dir: Path, out: Path, task_args: list[str], extra=()) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={model_dir}", "logger=csv",
+            f"hydra.run.dir={out}", *task_args, *TINY_BUDGET, *EXTRA, *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dir, task_args, tmp_path_factory):
     out = tmp_path_factory.mktemp("uninterrupted")
-    tiny_run(tiny_model_dir, out, EXTRA)
+    res = tiny_run(tiny_model_dir, out, [*task_args, *EXTRA])
+    stage1 = res["rounds"][0]
+    assert stage1["stage1/population_reward_max"] > stage1["stage1/population_reward_mean"]  # members differ
     return out
 
 
@@ -56,48 +71,49 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 600) -> None:
     proc.wait()
 
 
-def interrupt_and_resume(model_dir: Path, out: Path, ready) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(cli(model_dir, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def interrupt_and_resume(model_dir: Path, out: Path, task_args, ready) -> subprocess.CompletedProcess:
+    cmd = cli(model_dir, out, task_args)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kill_when(proc, ready)
     assert proc.returncode == -signal.SIGKILL and not (out / "results.json").exists()
-    return subprocess.run(cli(model_dir, out), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
-def test_sigkill_during_population_scoring_then_rerun_gives_the_same_run(tiny_model_dir, tmp_path, reference):
+def test_sigkill_during_population_scoring_then_rerun_gives_the_same_run(tiny_model_dir, task_args, tmp_path, reference):
     out = tmp_path / "run"
     pops = out / "populations"
 
     def mid_population() -> bool:  # some members saved, the round not finished
         return (pops / "round_000.rank0.partial.npz").exists() and not (pops / "round_000.npz").exists()
 
-    done = interrupt_and_resume(tiny_model_dir, out, mid_population)
+    done = interrupt_and_resume(tiny_model_dir, out, task_args, mid_population)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "continuing the run" in done.stderr
+    assert "continuing the run" in (out / "train.log").read_text()
     assert_same_run(out, reference)
 
 
-def test_sigkill_during_stage2_then_rerun_gives_the_same_run(tiny_model_dir, tmp_path, reference):
+def test_sigkill_during_stage2_then_rerun_gives_the_same_run(tiny_model_dir, task_args, tmp_path, reference):
     out = tmp_path / "run"
 
     def mid_stage2() -> bool:  # round 0 (stage 1) committed, stage-2 members being scored
         return (out / "populations" / "round_001.rank0.partial.npz").exists()
 
-    done = interrupt_and_resume(tiny_model_dir, out, mid_stage2)
+    done = interrupt_and_resume(tiny_model_dir, out, task_args, mid_stage2)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_run(out, reference)
 
 
-def test_resume_refuses_a_folder_holding_another_config(tiny_model_dir, tmp_path, reference):
+def test_resume_refuses_a_folder_holding_another_config(tiny_model_dir, task_args, tmp_path, reference):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.json").write_text((reference / "config.json").read_text())
-    proc = subprocess.run(cli(tiny_model_dir, out, ["seed=5"]), cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cli(tiny_model_dir, out, task_args, ["seed=5"]), cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "changed: seed" in proc.stderr and "resume=never" in proc.stderr
 
 
-def test_two_processes_give_the_same_run_as_one(tiny_model_dir, tmp_path, reference):
+def test_two_processes_give_the_same_run_as_one(tiny_model_dir, task_args, tmp_path, reference):
     out = tmp_path / "ddp"
-    cmd = cli(tiny_model_dir, out, ["trainer.devices=2", "trainer.strategy=ddp"])
+    cmd = cli(tiny_model_dir, out, task_args, ["trainer.devices=2", "trainer.strategy=ddp"])
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_run(out, reference)
