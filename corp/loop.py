@@ -104,9 +104,7 @@ class RoundLoop:
         identity, centre = self.store.identity(split, indices), self.space.committed
         row = self.store.get(identity, centre, direction)
         if row is None:
-            with self.space.perturbed(direction):
-                decoded = self.scorer.score(split, indices)
-            row = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
+            row = self._decode_on_rank_zero(direction, split, indices)
             self.store.put(identity, centre, direction, row)
             if self.fabric.is_global_zero:
                 path = self.output_dir / "evals" / f"round_{self._round:03d}" / f"eval_{self._evals_this_round:03d}.npz"
@@ -129,6 +127,18 @@ class RoundLoop:
         self._eval_bar.update(1)
         self._eval_bar.set_postfix(split=split, accuracy=f"{scores.accuracy:.3f}")
         return scores
+
+    def _decode_on_rank_zero(self, direction: Direction, split: str, indices: np.ndarray | None) -> Scored:
+        """Rank 0 decodes a candidate and every rank gets its scores: the operator's decisions then
+        cannot drift apart between ranks, even where float paths of cached noise differ."""
+        row = None
+        if self.fabric.is_global_zero:
+            with self.space.perturbed(direction):
+                decoded = self.scorer.score(split, indices)
+            row = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
+        if self.fabric.world_size > 1:
+            row = self.fabric.broadcast(row, src=0)
+        return row
 
     def _contain(self, row: Scored) -> Scored:
         row, failed = contain_nonfinite(row)
