@@ -135,9 +135,9 @@ def _prepare(typed: Config) -> Inputs:
     try:
         source = resolve(typed.model)
         tokenizer = load_tokenizer(typed.model, source)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    except OSError as err:  # missing path, or a hub id that cannot be fetched
+    except (ValueError, FileNotFoundError) as err:  # these name the key already
+        raise ConfigError(str(err).strip("'\"")) from None
+    except OSError as err:  # a hub id that cannot be fetched
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model.name_or_path={typed.model.name_or_path!r}: cannot load it ({first})") from None
     return Inputs(task, splits, operator, source, tokenizer, evaluated)
