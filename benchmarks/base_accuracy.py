@@ -1,12 +1,13 @@
 """Base accuracy of a model on each built-in task, with the chat template on and off.
 
     python benchmarks/base_accuracy.py [--examples 64] [--tasks arithmetic countdown]
-    python benchmarks/base_accuracy.py --tasks gym --gym leg_counting letter_counting
+    python benchmarks/base_accuracy.py --tasks gym --gym letter_counting gcd
 
 Scores the first N examples that ``data_seed=0`` generates, with each task's default
 options; these are the figures quoted in the README's task table. ``--gym`` scores the
-named reasoning-gym datasets through the ``gym`` task (one row per dataset). Tasks that
-read data files need them on disk (see conf/task/*.yaml); pass ``--tasks`` to pick.
+named reasoning-gym datasets through the ``gym`` task (one row per dataset). "distinct
+answers" counts different extracted answers: 1 means the model always says the same thing.
+Tasks that read data files need them on disk (see conf/task/*.yaml); pass ``--tasks`` to pick.
 """
 
 from __future__ import annotations
@@ -33,19 +34,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--examples", type=int, default=64)
     ap.add_argument("--tasks", nargs="+", default=["arithmetic", "countdown"])
-    ap.add_argument("--gym", nargs="+", default=["leg_counting"], help="reasoning-gym datasets for --tasks gym")
+    ap.add_argument("--gym", nargs="+", default=["letter_counting"], help="reasoning-gym datasets for --tasks gym")
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
     model, tokenizer = load_model(ModelConfig(name_or_path=args.model))
-    print("| task | chat template | accuracy | mean reward | n |\n|---|---|---|---|---|", flush=True)
+    print(
+        "| task | chat template | accuracy | mean reward | distinct answers | n |\n|---|---|---|---|---|---|",
+        flush=True,
+    )
     for label, cfg in configs(args.tasks, args.gym):
         task = build_task(cfg)
         splits = {"eval": task.examples(0, args.examples)}
         for template in (False, True):
-            scores = Scorer(model, tokenizer, task, splits, template, args.batch_size).score("eval").scores
+            decoded = Scorer(model, tokenizer, task, splits, template, args.batch_size).score("eval")
+            scores, distinct = decoded.scores, len(set(decoded.answers) - {None})  # 1: a constant guess
             on = "on" if template else "off"
-            print(f"| {label} | {on} | {scores.accuracy:.1%} | {scores.mean_reward:.3f} | {args.examples} |", flush=True)
+            row = (
+                f"| {label} | {on} | {scores.accuracy:.1%} | {scores.mean_reward:.3f} | {distinct} | {args.examples} |"
+            )
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

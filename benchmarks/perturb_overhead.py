@@ -2,13 +2,15 @@
 
 Measured in one run on the embedded model (numbers are ratios of figures taken here):
 
-    python benchmarks/perturb_overhead.py [--members 5] [--populations 8 64] [--noise-cache-mb 0]
+    python benchmarks/perturb_overhead.py [--members 3] [--populations 8 128] [--noise-cache-mb 0] [--threads N]
 
 1. For a few members: time of ``space.apply`` + ``space.restore`` vs time of scoring
-   that member on 32 support examples of the default task; the machine's raw
-   ``torch.randn`` + copy rate over the same number of weights is printed as the floor.
+   that member on the default run's support split (default task and sizes); the machine's
+   raw ``torch.randn`` + copy over the same number of weights, timed next to each member,
+   is printed as the floor (a member needs at least one Gaussian per weight and one pass
+   to put the centre back). Medians over the members.
 2. Peak resident memory of complete ``train.py`` runs (tiny splits, stage 1 only)
-   with population 8 and 64: memory must not grow with the population.
+   with population 8 and 128: memory must not grow with the population.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -39,7 +42,7 @@ from corp.tasks.base import SPLITS, build_task  # noqa: E402
 def default_config():
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(config_name="config", overrides=["output_dir=/tmp/unused", "task.support_size=32"])
+        cfg = compose(config_name="config", overrides=["output_dir=/tmp/unused"])
     return validate(cfg)
 
 
@@ -51,31 +54,36 @@ def perturb_vs_score(members: int) -> None:
     space = ParameterSpace(model, NoiseSource())
     scorer = Scorer(model, tok, task, splits, cfg.model.chat_template, cfg.model.batch_size)
     scorer.score("support")  # warm-up
-    perturb = score = 0.0
-    for k in range(members):
-        t0 = time.perf_counter()
-        space.apply(Direction.from_seed(1000 + k, cfg.perturbation.sigmas[0]))
-        t1 = time.perf_counter()
-        scorer.score("support")
-        t2 = time.perf_counter()
-        space.restore()
-        t3 = time.perf_counter()
-        perturb += (t1 - t0) + (t3 - t2)
-        score += t2 - t1
     n = space.dim
-    buf, dst = torch.empty(n), torch.empty(n)
-    t0 = time.perf_counter()
-    for _ in range(3):
+    buf, dst = torch.randn(n), torch.empty(n).fill_(0.0)  # touched: no first-use page faults in the floor
+    floors, applies, restores, scores = [], [], [], []
+    for k in range(members):  # the floor is re-measured next to each member: load changes by the minute
+        t0 = time.perf_counter()
         torch.randn(n, out=buf)
         dst.copy_(buf)
-    floor = (time.perf_counter() - t0) / 3
+        t1 = time.perf_counter()
+        space.apply(Direction.from_seed(1000 + k, cfg.perturbation.sigmas[0]))
+        t2 = time.perf_counter()
+        scorer.score("support")
+        t3 = time.perf_counter()
+        space.restore()
+        t4 = time.perf_counter()
+        floors.append(t1 - t0)
+        applies.append(t2 - t1)
+        scores.append(t3 - t2)
+        restores.append(t4 - t3)
+    apply, restore, score, floor = (float(np.median(x)) for x in (applies, restores, scores, floors))
     print(
-        f"perturbed weights: {n / 1e6:.1f}M in {len(space.params)} tensors; support split: {len(splits['support'])} examples"
+        f"perturbed weights: {n / 1e6:.1f}M in {len(space.params)} tensors; support split: "
+        f"{len(splits['support'])} examples; {torch.get_num_threads()} threads; medians of {members} members"
     )
-    print(f"perturb + restore per member: {perturb / members:.3f}s")
-    print(f"scoring per member:           {score / members:.3f}s")
-    print(f"overhead fraction:            {perturb / score:.1%} of scoring time")
-    print(f"floor (raw randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s")
+    print(f"perturb + restore per member: {apply + restore:.3f}s (apply {apply:.3f}s, restore {restore:.3f}s)")
+    print(f"scoring per member:           {score:.3f}s")
+    print(f"overhead fraction:            {(apply + restore) / score:.1%} of scoring time")
+    print(
+        f"floor (raw randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s = {floor / score:.1%} of scoring; "
+        f"perturb + restore = {(apply + restore) / floor:.2f}x the floor"
+    )
 
 
 def peak_memory(populations: list[int], noise_cache_mb: float | None) -> None:
@@ -101,10 +109,14 @@ def peak_memory(populations: list[int], noise_cache_mb: float | None) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--members", type=int, default=5)
-    ap.add_argument("--populations", type=int, nargs="+", default=[8, 64])
+    ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--populations", type=int, nargs="*", default=[8, 128], help="none: skip part 2")
     ap.add_argument("--noise-cache-mb", type=float, default=None, help="override perturbation.noise_cache_mb")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for part 1 (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.members > 0:
         perturb_vs_score(args.members)
-    peak_memory(args.populations, args.noise_cache_mb)
+    if args.populations:
+        peak_memory(args.populations, args.noise_cache_mb)

@@ -169,27 +169,95 @@ def test_rescaled_direction_reuses_the_dense_cache_without_new_noise():
     assert torch.allclose(live_flat(uncached), base + 4.0 * dense(space, d), atol=1e-6)
 
 
-def test_seed_noise_cache_gives_identical_weights_with_fewer_draws():
-    d1 = Direction.from_pairs([(1, 0.01), (2, -0.02), (3, 0.005)])
-    d2 = Direction.from_pairs([(2, 0.03), (3, 0.01), (4, -0.01)])
+def draws(space: ParameterSpace) -> float:
+    return space.noise.tensor_draws / len(space.params)
+
+
+def test_announced_directions_are_built_in_one_pass_over_their_seeds():
+    """Stage 1: every (q, beta) merge of one elite, each tried at several step sizes."""
+    rng = np.random.default_rng(0)
+    seeds = np.arange(10, 20)
+    candidates = [Direction(seeds, rng.normal(size=10) * 0.01) for _ in range(3)]
+    budget = 4 * 4 * sum(p.numel() for p in tiny_llama().parameters()) / 2**20  # four rows
     plain = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
-    cached = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False, noise_cache_mb=2.0)
-    assert cached.seed_cache.slots >= 4
-    for space in (plain, cached):
-        space.apply(d1)
-        space.apply(d2)
-    assert torch.equal(live_flat(plain), live_flat(cached))
-    per_seed = len(plain.params)
-    assert plain.noise.tensor_draws == 6 * per_seed and cached.noise.tensor_draws == 4 * per_seed
-    cached.commit(d2)  # commits read the cache too and stay exact
-    plain.commit(d2)
-    assert torch.equal(live_flat(plain), live_flat(cached))
+    fast = ParameterSpace(tiny_llama(), NoiseSource(), noise_cache_mb=budget)
+    assert fast.dense.slots == 4
+    fast.prefetch(candidates)
+    for d in candidates:
+        for s in (0.5, 2.0):
+            plain.apply(s * d)
+            fast.apply(s * d)
+            assert torch.allclose(live_flat(fast), live_flat(plain), rtol=1e-5, atol=1e-7)
+    assert draws(plain) == 6 * 10 and draws(fast) == 10  # each seed drawn once for all candidates
+    fast.restore()
+    plain.restore()
+    assert torch.equal(live_flat(fast), live_flat(plain))
 
 
-def test_seed_noise_cache_evicts_least_recently_used_within_its_budget():
-    space = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False, noise_cache_mb=2.0)
-    slots = space.seed_cache.slots
-    for seed in range(slots + 3):
-        space.apply(Direction.from_seed(seed, 0.01))
-    assert len(space.seed_cache._store) == slots
-    assert 0 not in space.seed_cache and slots + 2 in space.seed_cache
+def test_members_on_a_cached_basis_cost_one_draw_each():
+    """Stage 2: a member is one fresh seed plus a combination of r principal directions."""
+    rng = np.random.default_rng(1)
+    cloud = [Direction(np.arange(100, 112), rng.normal(size=12)) for _ in range(6)]
+    components, _, _ = weighted_svd(cloud, rank=3, center=False)
+    budget = 5 * 4 * sum(p.numel() for p in tiny_llama().parameters()) / 2**20
+    plain = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
+    fast = ParameterSpace(tiny_llama(), NoiseSource(), noise_cache_mb=budget)
+    fast.prefetch(components, basis=True)
+    assert draws(fast) == 12  # the basis: one pass over its seeds
+    members = [
+        Direction.combine([Direction.from_seed(500 + i), *components], [0.01, *rng.normal(size=3) * 0.01])
+        for i in range(4)
+    ]
+    for m in members:
+        with plain.perturbed(m), fast.perturbed(m):
+            assert torch.allclose(live_flat(fast), live_flat(plain), rtol=1e-5, atol=1e-7)
+    assert draws(fast) == 12 + 4 and draws(plain) == 4 * 13
+    # A merge of members (a stage-2 proposal) needs only the members' fresh seeds.
+    merged = Direction.combine(members, [0.5, 0.3, 0.2, 0.0]).pruned()
+    before = draws(fast)
+    fast.apply(merged)
+    plain.apply(merged)
+    assert torch.allclose(live_flat(fast), live_flat(plain), rtol=1e-5, atol=1e-7)
+    assert draws(fast) - before == 3
+
+
+def test_dense_rows_never_change_commits_or_restore():
+    d = Direction.from_pairs([(1, 0.01), (2, -0.02), (3, 0.005)])
+    for dtype in (torch.float32, torch.bfloat16):
+        plain = ParameterSpace(tiny_llama(dtype), NoiseSource(), dense_cache=False)
+        fast = ParameterSpace(tiny_llama(dtype), NoiseSource(), noise_cache_mb=1.0)
+        fast.prefetch([d])
+        fast.apply(2.0 * d)
+        centre = live_flat(plain)
+        fast.restore()
+        assert torch.equal(live_flat(fast), centre)
+        for space in (plain, fast):
+            space.commit(d)
+        assert torch.equal(live_flat(fast), live_flat(plain))
+
+
+def test_dense_rows_stay_within_their_budget():
+    space = ParameterSpace(tiny_llama(), NoiseSource(), noise_cache_mb=1.0)
+    slots = space.dense.slots
+    assert 1 < slots < 20
+    for k in range(slots + 3):
+        space.apply(Direction.from_pairs([(2 * k, 0.01), (2 * k + 1, 0.01)]))
+    assert sum(key is not None for key in space.dense.keys) == slots
+    assert space.dense.find_scaled(Direction.from_pairs([(0, 1.0), (1, 1.0)])) is None  # least recent evicted
+    assert space.dense.find_scaled(Direction.from_pairs([(2 * slots + 4, 1.0), (2 * slots + 5, 1.0)])) is not None
+
+
+def test_basis_rows_need_not_be_adjacent():
+    """Rows are reused least-recently-used first, so a basis can land on rows 4 and 0."""
+    rng = np.random.default_rng(2)
+    budget = 5 * 4 * sum(p.numel() for p in tiny_llama().parameters()) / 2**20
+    plain = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
+    fast = ParameterSpace(tiny_llama(), NoiseSource(), noise_cache_mb=budget)
+    for k in range(4):
+        fast.apply(Direction.from_pairs([(900 + 2 * k, 0.01), (901 + 2 * k, 0.01)]))
+    components = [Direction(np.arange(100, 104), v) for v in np.linalg.qr(rng.normal(size=(4, 2)))[0].T]
+    fast.prefetch(components, basis=True)
+    assert sorted(fast.dense.basis) == [0, 4]
+    member = Direction.combine([Direction.from_seed(7), *components], [0.01, 0.02, -0.03])
+    with plain.perturbed(member), fast.perturbed(member):
+        assert torch.allclose(live_flat(fast), live_flat(plain), rtol=1e-5, atol=1e-7)

@@ -141,14 +141,25 @@ class _Candidate:
 
 
 class _Counted:
-    """An evaluate callback that counts its calls (each call decodes a split once)."""
+    """An evaluate callback that counts its calls (each call decodes a split once).
+
+    ``prefetch`` passes a hint on to the callback when it takes one (the loop forwards it
+    to ``ParameterSpace.prefetch``): the directions about to be evaluated, or (``basis``)
+    the principal directions the next local members are built from. Hints change how
+    much noise is regenerated, never a score, so a callback without them is fine.
+    """
 
     def __init__(self, evaluate: Evaluate) -> None:
         self.evaluate, self.calls = evaluate, 0
+        self._hint = getattr(evaluate, "prefetch", None)
 
     def __call__(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
         self.calls += 1
         return self.evaluate(direction, split, indices)
+
+    def prefetch(self, directions: list[Direction], basis: bool = False) -> None:
+        if self._hint is not None:
+            self._hint(directions, basis=basis)
 
 
 class CorpOperator(Operator):
@@ -249,6 +260,7 @@ class CorpOperator(Operator):
         rewards = scores.mean_rewards.astype(np.float64)
         matrix, basis = stack(population.members)
         candidates, duplicates = self._candidates(matrix, basis, rewards, 1.0, cfg.scales)
+        evaluate.prefetch([c.direction for c in candidates])  # all (q, beta) merges share the elite's seeds
         centre = self._centre_probe(evaluate)
         results = [evaluate(c.direction, "probe") for c in candidates]
         best = _best(candidates, results)
@@ -264,6 +276,8 @@ class CorpOperator(Operator):
         if commit:
             self._moved(res)
         self.stage = "stage2" if cfg.stage2_rounds > 0 else "done"
+        if self.stage == "stage2":
+            evaluate.prefetch(self.components, basis=True)  # every local member of the next round uses them
 
         metrics: dict[str, Any] = {
             "stage1/population_reward_mean": float(rewards.mean()),
@@ -328,6 +342,7 @@ class CorpOperator(Operator):
 
         matrix, basis = stack(population.members)
         proposals, duplicates = self._candidates(matrix, basis, member_scores, eta, cfg.step_grid)
+        evaluate.prefetch([p.direction for p in proposals])
         sel = [evaluate(p.direction, "support", self.selection) for p in proposals]
         sel_scores = [float(constructive_scores(c_sel, s.correct, cfg.lambda_reg)) for s in sel]
         r_sel = support.rewards[self.selection]
@@ -405,6 +420,8 @@ class CorpOperator(Operator):
             or self.stage2_round >= cfg.stage2_rounds
         ):
             self.stage = "done"
+        else:
+            evaluate.prefetch(self.components, basis=True)
         metrics.update(
             {
                 "stage2/accepted_total": self.accepted,

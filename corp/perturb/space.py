@@ -1,16 +1,20 @@
 """The perturbed parameters of a live model, their centre, and exact restore.
 
-``ParameterSpace`` owns three things: the base weights as loaded (never modified),
-the current centre (base + the committed direction, kept in fp32), and the live
-model tensors that get overwritten with centre + direction one tensor at a time.
-Nothing model-sized is allocated per member, so memory does not grow with the
-population; restore copies the centre back, so it is bit-exact after any number of
-cycles (subtracting regenerated noise would not be, in bf16).
+``ParameterSpace`` owns four things: the base weights as loaded (never modified),
+the current centre (base + the committed direction, kept in fp32), a few dense
+directions within a fixed byte budget (``corp.perturb.dense``), and the live model
+tensors that get overwritten with centre + direction one tensor at a time. Nothing
+model-sized is allocated per member, so memory does not grow with the population;
+restore copies the centre back, so it is bit-exact after any number of cycles
+(subtracting regenerated noise would not be, in bf16).
+
+Evaluations may read dense rows (equal to the seed-by-seed sum up to fp32 rounding,
+~1e-7 relative); ``commit`` always rebuilds the centre from seeds, so a saved
+``direction.json`` reproduces it bit-exactly.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
@@ -18,6 +22,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 import torch
 
+from corp.perturb.dense import DenseSlots, Plan, decompose, scale_ratio
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 
@@ -41,53 +46,17 @@ def select_parameters(
     return chosen
 
 
-class SeedNoiseCache:
-    """Whole-model noise of recently used seeds (LRU), within a fixed number of slots.
+class ParameterSpace:
+    """Which weights are perturbed, the centre they are perturbed around, and how to get there.
 
-    CoRP re-reads the same elite seeds many times (every merged candidate, every local
-    member of stage 2); a cached seed costs an axpy instead of a regeneration. The cache
-    size is fixed by a byte budget, so memory still does not grow with the population.
+    ``noise_cache_mb`` is the byte budget of dense direction rows (whole-model fp32 each);
+    with ``dense_cache`` there is at least one row even without a budget, so a rescaled
+    direction never regenerates its seeds, and ``dense_cache=False`` builds every direction
+    from its seeds (the reference path). ``prefetch`` lets the caller announce what comes next:
+    directions about to be evaluated (built in groups, one noise pass per group) or a
+    ``basis`` that upcoming directions are combinations of (kept dense until replaced).
     """
 
-    def __init__(self, slots: int, dim: int, device: torch.device) -> None:
-        self.slots, self.dim, self.device = max(0, slots), dim, device
-        self._store: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self.hits = 0
-
-    def __contains__(self, seed: int) -> bool:
-        return seed in self._store
-
-    def reserve(self, seeds: list[int]) -> dict[int, torch.Tensor]:
-        """Buffers for ``seeds``: cached ones (hits) and newly admitted ones (to be filled)."""
-        out: dict[int, torch.Tensor] = {}
-        for seed in seeds:
-            if seed in self._store:
-                self._store.move_to_end(seed)
-                out[seed] = self._store[seed]
-                self.hits += 1
-        for seed in seeds:
-            if seed in out or self.slots == 0:
-                continue
-            if len(self._store) + sum(s not in self._store for s in out) >= self.slots:
-                victim = next((s for s in self._store if s not in out), None)
-                if victim is None:
-                    break
-                out[seed] = self._store.pop(victim)  # reuse the evicted buffer
-            else:
-                out[seed] = torch.empty(self.dim, dtype=torch.float32, device=self.device)
-        return out
-
-    def commit(self, reserved: dict[int, torch.Tensor]) -> None:
-        for seed, buf in reserved.items():
-            self._store[seed] = buf
-            self._store.move_to_end(seed)
-
-    def discard(self, reserved: dict[int, torch.Tensor]) -> None:
-        for seed in reserved:
-            self._store.pop(seed, None)
-
-
-class ParameterSpace:
     def __init__(
         self,
         model: torch.nn.Module,
@@ -110,91 +79,210 @@ class ParameterSpace:
         device = self.params[0][1].device
         self._noise_buf = torch.empty(largest, dtype=torch.float32, device=device)
         self._acc_buf = torch.empty(largest, dtype=torch.float32, device=device)
-        # One dense multi-seed direction, kept so that its rescalings (a step-size grid, a
-        # line search) cost one axpy per tensor instead of regenerating every seed.
-        self.dense_cache = dense_cache
         self._offsets: dict[str, tuple[int, int]] = {}  # each tensor's slice of a flat whole-model vector
         start = 0
         for name, p in self.params:
             self._offsets[name] = (start, p.numel())
             start += p.numel()
-        self.seed_cache = SeedNoiseCache(int(noise_cache_mb * 2**20) // (4 * self.dim), self.dim, device)
-        self._dense_key: Direction | None = None
-        self._dense: dict[str, torch.Tensor] = {}
+        slots = int(noise_cache_mb * 2**20) // (4 * self.dim)
+        self.dense = DenseSlots(max(slots, 1) if dense_cache else 0, self.dim, device)
 
     @property
     def names(self) -> list[str]:
         return [n for n, _ in self.params]
 
+    # -- announcing what comes next ---------------------------------------------------
+    def prefetch(self, directions: Sequence[Direction], basis: bool = False) -> None:
+        """Directions that will be evaluated soon, or (``basis``) combined into upcoming ones.
+
+        Evaluations are built lazily in groups as large as the free rows allow: all the
+        group's seeds are drawn once per tensor and added into every row that uses them.
+        A basis is built now, as much of it as leaves one row free, and replaces the previous
+        one; a direction uses it only where that needs fewer draws than its own seeds.
+        """
+        if not self.dense.slots:
+            return
+        if basis:
+            self.dense.release_basis()
+            # Leading directions first (callers pass them by decreasing eigenvalue); a row stays free
+            # for evaluations. A partial basis still pays when directions have few seeds each.
+            group = [d for d in directions if len(d)][: self.dense.slots - 1]
+            if group:
+                self.dense.set_basis(self._materialise(group, use_basis=False))
+            return
+        pending: list[Direction] = []
+        for d in directions:
+            if (
+                len(d) >= 2
+                and self.dense.find_scaled(d) is None
+                and not any(scale_ratio(d, p) is not None for p in pending)
+            ):
+                pending.append(d)
+        self.dense.pending = pending
+
     # -- materialisation ------------------------------------------------------------
-    def _write(self, start: dict[str, torch.Tensor], direction: Direction, targets: dict[str, torch.Tensor]) -> None:
-        """targets[name] = start[name] + sum_k c_k * eps(seed_k)[name], tensor by tensor, in fp32."""
-        seeds, coeffs = direction.seeds.tolist(), direction.coeffs.tolist()
-        cached = self.seed_cache.reserve(seeds)
-        try:
-            with torch.no_grad():
-                for name, param in self.params:
-                    offset, n = self._offsets[name]
-                    target = targets[name]
-                    acc = None
-                    for seed, coeff in zip(seeds, coeffs):
-                        if seed in cached:
-                            eps = cached[seed][offset : offset + n].view(param.shape)
-                            if seed not in self.seed_cache:  # admitted now: fill it once
-                                self.noise.noise(seed, name, param.shape, device=param.device, out=eps)
-                        else:
-                            eps = self.noise.noise(
-                                seed, name, param.shape, device=param.device, out=self._noise_buf[:n].view(param.shape)
-                            )
-                        if len(seeds) == 1 and target.dtype == torch.float32:  # a plain member: one fused pass
-                            torch.add(start[name], eps, alpha=coeff, out=target)
-                            break
-                        if acc is None:
-                            acc = self._acc_buf[:n].view(param.shape)
-                            acc.copy_(start[name])
-                        acc.add_(eps, alpha=coeff)
+    def _basis_plan(self, direction: Direction) -> Plan:
+        """``direction`` as basis rows + residual seeds, or all seeds when the basis does not help."""
+        rows = [
+            s
+            for s in self.dense.basis
+            if self.dense.keys[s] is not None and np.intersect1d(self.dense.keys[s].seeds, direction.seeds).size
+        ]
+        if not rows:
+            return Plan.from_seeds(direction)
+        found = decompose(direction, [self.dense.keys[s] for s in rows])
+        if found is None or len(found[1]) >= len(direction):
+            return Plan.from_seeds(direction)
+        alphas, residual = found
+        used = [(s, float(a)) for s, a in zip(rows, alphas) if a != 0.0]
+        return Plan(tuple(s for s, _ in used), tuple(a for _, a in used), residual)
+
+    def _materialise(self, group: list[Direction], use_basis: bool = True) -> list[int]:
+        """Build ``group`` into free dense rows in one pass over their seeds; returns the rows used."""
+        rows = self.dense.free_rows(len(group), keep=set())
+        group = group[: len(rows)]
+        if not group:
+            return []
+        plans = [self._basis_plan(d) if use_basis else Plan.from_seeds(d) for d in group]
+        users: dict[int, list[tuple[int, float]]] = {}  # seed -> [(row, coeff)]
+        for row, plan in zip(rows, plans):
+            for seed, coeff in zip(plan.residual.seeds.tolist(), plan.residual.coeffs.tolist()):
+                users.setdefault(seed, []).append((row, coeff))
+        data = self.dense.data
+        with torch.no_grad():
+            for name, param in self.params:
+                offset, n = self._offsets[name]
+                for row, plan in zip(rows, plans):
+                    dest = data[row, offset : offset + n]
+                    if plan.slots:
+                        self._combine(plan, offset, n, out=dest)
                     else:
-                        target.copy_(acc if acc is not None else start[name].expand_as(target))
-        except BaseException:
-            self.seed_cache.discard(cached)  # half-written entries must never be read
-            raise
-        self.seed_cache.commit(cached)
+                        dest.zero_()
+                for seed, targets in users.items():
+                    eps = self.noise.noise(seed, name, (n,), device=param.device, out=self._noise_buf[:n])
+                    for row, coeff in targets:
+                        data[row, offset : offset + n].add_(eps, alpha=coeff)
+        for row, d in zip(rows, group):
+            self.dense.store(row, d)
+        return rows
+
+    def _combine(self, plan: Plan, offset: int, n: int, out: torch.Tensor, start: torch.Tensor | None = None) -> None:
+        """out = start + sum_j alphas[j] * row[slots[j]] over one tensor's slice (flat views)."""
+        data = self.dense.data
+        if len(plan.slots) == 1:
+            row = data[plan.slots[0], offset : offset + n]
+            if start is None:
+                torch.mul(row, plan.alphas[0], out=out)
+            else:
+                torch.add(start, row, alpha=plan.alphas[0], out=out)
+            return
+        # One matrix-vector product per block of consecutive rows: a single pass over memory
+        # instead of one axpy (read + write of the output) per row. Only the plan's own rows are
+        # read: another row in between may hold anything, and 0 * NaN is NaN.
+        order = sorted(zip(plan.slots, plan.alphas))
+        runs: list[list[tuple[int, float]]] = []
+        for slot, alpha in order:
+            if runs and slot == runs[-1][-1][0] + 1:
+                runs[-1].append((slot, alpha))
+            else:
+                runs.append([(slot, alpha)])
+        for k, run in enumerate(runs):
+            mat = data[run[0][0] : run[-1][0] + 1, offset : offset + n].t()
+            vec = torch.tensor([a for _, a in run], dtype=torch.float32).to(data.device)
+            if k > 0:
+                torch.addmv(out, mat, vec, out=out)
+            elif start is None:
+                torch.mv(mat, vec, out=out)
+            else:
+                torch.addmv(start, mat, vec, out=out)
+
+    def _plan(self, direction: Direction) -> Plan:
+        """The cheapest known way to build ``direction``, building dense rows where that pays."""
+        if not self.dense.slots:
+            return Plan.from_seeds(direction)
+        hit = self.dense.find_scaled(direction)
+        if hit is None:
+            i = self.dense.pending_index(direction)
+            if i is not None:  # announced: build it with the next few announced ones
+                free = self.dense.slots - len(self.dense.basis)
+                group, self.dense.pending = (
+                    self.dense.pending[i : i + free],
+                    self.dense.pending[:i] + self.dense.pending[i + free :],
+                )
+                self._materialise(group)
+                hit = self.dense.find_scaled(direction)
+        if hit is not None:
+            self.dense.touch(hit[0])
+            self.dense.hits += 1
+            return Plan((hit[0],), (hit[1],), Direction.zero())
+        plan = self._basis_plan(direction)
+        if len(plan.residual) >= 2 and len(direction) >= 2:
+            rows = self._materialise([direction])  # multi-seed and unannounced: keep it for its rescalings
+            if rows:
+                return Plan((rows[0],), (1.0,), Direction.zero())
+        return plan
+
+    def _build(self, plan: Plan, targets: dict[str, torch.Tensor]) -> None:
+        """targets[name] = centre[name] + plan, tensor by tensor (fp32 arithmetic)."""
+        seeds, coeffs = plan.residual.seeds.tolist(), plan.residual.coeffs.tolist()
+        with torch.no_grad():
+            for name, param in self.params:
+                offset, n = self._offsets[name]
+                centre, target = self._centre[name].view(-1), targets[name]
+                direct = target.dtype == torch.float32 and target.is_contiguous()
+                acc = target.view(-1) if direct else self._acc_buf[:n]
+                k = 0
+                if plan.slots:
+                    self._combine(plan, offset, n, out=acc, start=centre)
+                elif seeds:  # first seed fused with the centre copy: one pass
+                    eps = self.noise.noise(seeds[0], name, (n,), device=param.device, out=self._noise_buf[:n])
+                    torch.add(centre, eps, alpha=coeffs[0], out=acc)
+                    k = 1
+                else:
+                    acc.copy_(centre)
+                for seed, coeff in zip(seeds[k:], coeffs[k:]):
+                    eps = self.noise.noise(seed, name, (n,), device=param.device, out=self._noise_buf[:n])
+                    acc.add_(eps, alpha=coeff)
+                if not direct:
+                    target.copy_(acc.view(target.shape))
+
+    def _write_from_seeds(
+        self, start: dict[str, torch.Tensor], direction: Direction, targets: dict[str, torch.Tensor]
+    ) -> None:
+        """targets[name] = start[name] + sum_k c_k * eps(seed_k)[name], seed by seed in fp32.
+
+        The arithmetic (order of additions included) is what defines a committed centre;
+        it must not change, or a saved ``direction.json`` would rebuild a different model.
+        """
+        seeds, coeffs = direction.seeds.tolist(), direction.coeffs.tolist()
+        with torch.no_grad():
+            for name, param in self.params:
+                n = param.numel()
+                target = targets[name]
+                acc = None
+                for seed, coeff in zip(seeds, coeffs):
+                    eps = self.noise.noise(
+                        seed, name, param.shape, device=param.device, out=self._noise_buf[:n].view(param.shape)
+                    )
+                    if len(seeds) == 1 and target.dtype == torch.float32:
+                        torch.add(start[name], eps, alpha=coeff, out=target)
+                        break
+                    if acc is None:
+                        acc = self._acc_buf[:n].view(param.shape)
+                        acc.copy_(start[name])
+                    acc.add_(eps, alpha=coeff)
+                else:
+                    target.copy_(acc if acc is not None else start[name].expand_as(target))
 
     def _live(self) -> dict[str, torch.Tensor]:
         return {n: p.data for n, p in self.params}
 
     def apply(self, direction: Direction) -> None:
-        """Set the live model to centre + ``direction``.
-
-        Multi-seed directions go through the dense cache: a rescaled copy of the cached
-        direction costs one axpy per tensor. It equals the seed-by-seed sum up to float
-        rounding (~1e-7 relative), so only evaluations use it; ``commit`` always rebuilds
-        from seeds, which keeps ``direction.json`` bit-exact.
-        """
-        if not self.dense_cache or len(direction) < 2:
-            self._write(self._centre, direction, self._live())
+        """Set the live model to centre + ``direction``."""
+        if not len(direction):
+            self.restore()
             return
-        ratio = self._cached_ratio(direction)
-        if ratio is None:
-            if not self._dense:
-                self._dense = {n: torch.empty_like(t) for n, t in self._base.items()}
-            zero = {n: torch.zeros((), device=t.device) for n, t in self._base.items()}
-            self._write(zero, direction, self._dense)
-            self._dense_key, ratio = direction, 1.0
-        with torch.no_grad():
-            for name, param in self.params:
-                if param.dtype == torch.float32:
-                    torch.add(self._centre[name], self._dense[name], alpha=ratio, out=param.data)
-                else:
-                    param.data.copy_(torch.add(self._centre[name], self._dense[name], alpha=ratio))
-
-    def _cached_ratio(self, direction: Direction) -> float | None:
-        """r such that direction == r * cached direction, or None."""
-        key = self._dense_key
-        if key is None or not np.array_equal(key.seeds, direction.seeds) or key.coeffs[0] == 0:
-            return None
-        ratio = float(direction.coeffs[0] / key.coeffs[0])
-        return ratio if np.allclose(direction.coeffs, ratio * key.coeffs, rtol=1e-12, atol=0.0) else None
+        self._build(self._plan(direction), self._live())
 
     def restore(self) -> None:
         """Set the live model back to the centre, bit-exactly."""
@@ -219,7 +307,7 @@ class ParameterSpace:
         self.committed = self.committed + step
         if self._centre is self._base:
             self._centre = {n: torch.empty_like(t) for n, t in self._base.items()}
-        self._write(self._base, self.committed, self._centre)
+        self._write_from_seeds(self._base, self.committed, self._centre)
         self.restore()
 
     def load_committed(self, direction: Direction) -> None:

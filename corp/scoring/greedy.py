@@ -26,8 +26,9 @@ from transformers import PreTrainedModel
 from corp.scoring import kv
 from corp.scoring.stops import StopChecker
 
-# A shared prefix shorter than this is not worth its extra forward pass and cache copies.
-MIN_SHARED_PREFIX = 8
+# A shared prefix is encoded by one extra single-row forward pass, which streams all the
+# weights like a decoding step does; a 1-token prefix saves less than that costs.
+MIN_SHARED_PREFIX = 2
 # Finished rows are dropped from the batch when they are at least this share of it: each
 # drop copies the whole cache, so a single finished row in a large batch is left to ride along.
 COMPACT_SHARE = 0.25
@@ -75,7 +76,8 @@ class GreedyDecoder:
 
     @torch.no_grad()
     def encode_prefix(self, prompts: Sequence[Sequence[int]]) -> Prefix | None:
-        n = shared_prefix_length(prompts)
+        """The prefix all ``prompts`` share, encoded with the current weights; None when not worth it."""
+        n = shared_prefix_length(prompts) if len(prompts) > 1 else 0  # one prompt: nothing to share
         if n < self.min_shared_prefix:
             return None
         ids = torch.tensor([list(prompts[0][:n])], device=self.device)
@@ -100,7 +102,11 @@ class GreedyDecoder:
             mask[r, p + width - len(s) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp_(min=0)
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
-        cache = kv.replicate(self.forward, prefix.layers, rows) if prefix is not None else self.forward.new_cache()
+        capacity = p + width + self.max_new_tokens
+        if prefix is not None:
+            cache = kv.replicate(self.forward, prefix.layers, rows, capacity)
+        else:
+            cache = self.forward.new_cache(capacity)
         logits = self.forward(ids, mask, positions[:, p:], cache)
         next_pos = positions[:, -1:] + 1
 

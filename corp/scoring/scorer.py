@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from corp.consolidate.base import Scores
+from corp.scoring.greedy import GreedyDecoder
+from corp.scoring.memory import auto_batch_size
+from corp.scoring.stops import StopChecker
 from corp.tasks.base import Example, Task
 
 
@@ -21,12 +25,22 @@ class Decoded:
     answers: list[str | None]
 
 
+def cut(text: str, stops: tuple[str, ...]) -> str:
+    """Truncate after the first stop string, so a completion never depends on how far decoding ran."""
+    ends = [text.find(s) + len(s) for s in stops if s in text]
+    return text[: min(ends)] if ends else text
+
+
 class Scorer:
     """Scores whatever weights the model currently holds on a task's splits.
 
-    Prompts are tokenised once per split; batches are formed from length-sorted
-    prompts so padding stays small, and decoding of a batch stops as soon as every
-    sequence has produced EOS or one of the task's stop strings.
+    Prompts are tokenised once per split. Each call decodes length-sorted batches with
+    ``GreedyDecoder``: a prefix shared by all the call's prompts is encoded once (per call,
+    hence per member), and rows leave their batch when they produce EOS or a stop string.
+    ``batch_size < 1`` picks the batch size from free memory once, at construction.
+
+    ``tokens_generated``, ``example_evals`` and ``decode_seconds`` accumulate over calls, so
+    a caller can log throughput for any interval by differencing them.
     """
 
     def __init__(
@@ -40,18 +54,19 @@ class Scorer:
     ) -> None:
         self.model, self.tokenizer, self.task = model, tokenizer, task
         self.splits = splits
-        self.batch_size = batch_size
         self.example_evals = 0
         self.tokens_generated = 0
+        self.decode_seconds = 0.0
         self._encoded = {name: [self._encode(ex, chat_template) for ex in exs] for name, exs in splits.items()}
-        self.generation_config = GenerationConfig(
-            max_new_tokens=task.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            stop_strings=list(task.stop) or None,
-        )
+        if batch_size is None or batch_size < 1:
+            longest = max((len(p) for prompts in self._encoded.values() for p in prompts), default=1)
+            largest = max((len(p) for p in self._encoded.values()), default=1)
+            batch_size = auto_batch_size(
+                model.config, model.dtype, model.device, longest, task.max_new_tokens, max(1, largest)
+            )
+        self.batch_size = int(batch_size)
+        self.stop = StopChecker(tokenizer, [tokenizer.eos_token_id], task.stop)
+        self.decoder = GreedyDecoder(model, self.stop, tokenizer.pad_token_id, task.max_new_tokens)
 
     def _encode(self, example: Example, chat_template: bool) -> list[int]:
         if chat_template:
@@ -64,40 +79,35 @@ class Scorer:
     def prompt_text(self, split: str, index: int) -> str:
         return self.tokenizer.decode(self._encoded[split][index])
 
+    def prompt_ids(self, split: str, indices: np.ndarray | None = None) -> list[list[int]]:
+        """Token ids of the split's prompts (in ``indices`` order)."""
+        idx = np.arange(len(self._encoded[split])) if indices is None else np.asarray(indices)
+        return [self._encoded[split][i] for i in idx]
+
     @torch.no_grad()
     def decode(self, split: str, indices: np.ndarray | None = None) -> list[str]:
-        """Greedy completions of the split's examples (in ``indices`` order)."""
-        idx = np.arange(len(self._encoded[split])) if indices is None else np.asarray(indices)
-        prompts = [self._encoded[split][i] for i in idx]
-        order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))
+        """Greedy completions of the split's examples (in ``indices`` order), cut at the first stop string."""
+        start = time.perf_counter()
+        prompts = self.prompt_ids(split, indices)
         out: list[str] = [""] * len(prompts)
-        pad = self.tokenizer.pad_token_id
-        device = self.model.device
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            width = max(len(prompts[k]) for k in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, k in enumerate(batch):
-                ids[row, width - len(prompts[k]) :] = torch.tensor(prompts[k])
-                mask[row, width - len(prompts[k]) :] = 1
-            gen = self.model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                generation_config=self.generation_config,
-                tokenizer=self.tokenizer,
-            )
-            new = gen[:, width:].cpu()
-            self.tokens_generated += int((new != pad).sum())
-            for row, k in enumerate(batch):
-                out[k] = self._cut(self.tokenizer.decode(new[row], skip_special_tokens=True))
+        if prompts:
+            # The prefix is encoded with the weights the model holds now: it lives for this call only.
+            prefix = self.decoder.encode_prefix(prompts)
+            order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))
+            pad = self.tokenizer.pad_token_id
+            for first in range(0, len(order), self.batch_size):
+                batch = order[first : first + self.batch_size]
+                generated = self.decoder.decode([prompts[k] for k in batch], prefix)
+                texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
+                for k, ids, text in zip(batch, generated, texts):
+                    self.tokens_generated += sum(t != pad for t in ids)
+                    out[k] = cut(text, self.task.stop)
         self.example_evals += len(prompts)
+        self.decode_seconds += time.perf_counter() - start
         return out
 
     def _cut(self, text: str) -> str:
-        """Truncate after the first stop string, so a completion never depends on its batch mates."""
-        ends = [text.find(s) + len(s) for s in self.task.stop if s in text]
-        return text[: min(ends)] if ends else text
+        return cut(text, self.task.stop)
 
     def score(self, split: str, indices: np.ndarray | None = None) -> Decoded:
         completions = self.decode(split, indices)

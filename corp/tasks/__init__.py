@@ -1,6 +1,6 @@
 """Built-in tasks; importing this package registers them."""
 
-from corp.tasks import arithmetic, countdown, gym  # noqa: F401  (registration side effect)
+from corp.tasks import arithmetic, code, countdown, custom, gsm8k, gym, math500, ordering  # noqa: F401  (registration)
 from corp.tasks.base import TASKS, Example, Task, TaskConfig, build_task, register_task
 
 __all__ = ["TASKS", "Example", "Task", "TaskConfig", "build_task", "register_task"]

@@ -83,6 +83,11 @@ class Task(ABC):
     def extract(self, completion: str) -> str | None:
         """The answer used for majority votes, or None when there is none."""
 
+    def rewards(self, completions: list[str], examples: list[Example]) -> list[float]:
+        """Rewards of many completions at once; tasks that can batch (code runs, custom reward
+        functions) override it. The default calls ``reward`` per completion."""
+        return [self.reward(c, ex) for c, ex in zip(completions, examples, strict=True)]
+
     def is_correct(self, completion: str, example: Example) -> bool:
         """Whether a completion counts as solved; accuracy is the mean of this."""
         return self.reward(completion, example) >= 1.0

@@ -5,6 +5,11 @@ answer uses exactly the given numbers and evaluates to the target. Every generat
 is solvable: the target is the value of a random expression over the numbers, kept as
 ``meta["solution"]``. Answers are evaluated by walking their syntax tree (numbers, + - * /,
 parentheses), never with ``eval``.
+
+``task.data_files`` reads instances from a file of the published layout instead (JSON list,
+JSONL, CSV or Parquet records with ``nums`` or ``numbers`` and ``target``, e.g. the ES paper's
+countdown.json or Countdown-Tasks-3to4); the prompt is ours, any pre-built ``context`` is
+ignored, and the generator options do not apply. Vote key: the last answer without spaces.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 from corp.tasks.base import Example, Task, TaskConfig, register_task
+from corp.tasks.data import read_file
 
 OPERATIONS = ("+", "-", "*", "/")
 FORMAT_REWARD = 0.1
@@ -56,6 +62,7 @@ class CountdownConfig(TaskConfig):
     max_target: int = 100  # targets lie in 1..max_target
     operations: list[str] = field(default_factory=lambda: ["+", "-", "*", "/"])  # used to build targets
     few_shot: list[dict[str, str]] = field(default_factory=default_shots)
+    data_files: str | None = None  # a file of published-layout records instead of generated ones
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +137,39 @@ class CountdownTask(Task):
         self.max_number = int(cfg.max_number)
         self.max_target = int(cfg.max_target)
         self.operations = tuple(cfg.operations)
+        self.records = (
+            None if not cfg.data_files else [self._record(r, i) for i, r in enumerate(read_file(cfg.data_files))]
+        )
+
+    @staticmethod
+    def _record(row: dict, index: int) -> tuple[list[int], int]:
+        """(numbers, target) of one file record, or an error naming the record."""
+        numbers, target = row.get("nums", row.get("numbers")), row.get("target")
+        if isinstance(numbers, str):  # CSV cells hold lists as text
+            numbers = [int(n) for n in re.findall(r"-?\d+", numbers)]
+        ok = isinstance(numbers, (list, tuple)) and numbers and all(type(n) is int for n in numbers)
+        if not ok or not isinstance(target, (int, str)) or not str(target).lstrip("-").isdigit():
+            raise ValueError(
+                f"task.data_files: record {index} needs integer lists 'nums' or 'numbers' and an integer 'target'; "
+                f"got keys {sorted(row)}"
+            )
+        return list(numbers), int(target)
+
+    def _from_file(self, seed: int, count: int) -> list[Example]:
+        """Shuffled, de-duplicated file instances (few-shot puzzles excluded)."""
+        order = list(range(len(self.records)))
+        random.Random(seed).shuffle(order)
+        shots = {shot["prompt"] for shot in self.few_shot}
+        out: dict[str, Example] = {}
+        for i in order:
+            if len(out) == count:
+                break
+            numbers, target = self.records[i]
+            prompt = PROMPT.format(numbers=", ".join(map(str, numbers)), target=target)
+            key = f"{sorted(numbers)}->{target}"
+            if key not in out and prompt not in shots:
+                out[key] = Example(prompt=prompt, answer=str(target), meta={"numbers": numbers, "target": target})
+        return list(out.values())
 
     def _instance(self, rng: random.Random) -> tuple[list[int], int, str] | None:
         """Random numbers and a random expression over them, or None if it left the allowed range."""
@@ -155,6 +195,8 @@ class CountdownTask(Task):
         return numbers, value, expression[1:-1]
 
     def examples(self, seed: int, count: int) -> list[Example]:
+        if self.records is not None:
+            return self._from_file(seed, count)
         rng = random.Random(seed)
         shots = {shot["prompt"] for shot in self.few_shot}  # a worked example is never also a question
         out: dict[str, Example] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from corp.tasks.base import Example, Task, TaskConfig
 from corp.tasks.data import hub_rows, local_files, read_file
@@ -27,11 +27,7 @@ class DataConfig(TaskConfig):
     data_files: Any = None  # local data instead: a file, a folder of <split>.<format> files, or {split: file}
     train_split: str = "train"  # support and probe are drawn from it
     test_split: str | None = "test"  # test is drawn from it; null: cut from the train split too
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.dataset and self.data_files is None:
-            raise ValueError("task.dataset and task.data_files are both empty: give a hub id or local files")
+    builtin_data: ClassVar[bool] = False  # True: with neither set, the task reads data a package ships
 
 
 def column(row: dict[str, Any], name: str) -> Any:
@@ -48,22 +44,33 @@ class DatasetTask(Task):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
+        if not cfg.dataset and cfg.data_files is None and not self.config_class.builtin_data:
+            raise ValueError("task.dataset and task.data_files are both empty: give a hub id or local files")
         self.train_split, self.test_split = str(cfg.train_split), cfg.test_split
-        self.hub = (str(cfg.dataset), cfg.subset, cfg.revision)
+        self.hub = (cfg.dataset, cfg.subset, cfg.revision)
         # Local files are checked now, so a wrong path fails before any model is loaded.
         self.files = None if cfg.data_files is None else local_files(cfg.data_files, self.train_split, self.test_split)
-        self.source = f"task.data_files={cfg.data_files!r}" if self.files else f"task.dataset={cfg.dataset!r}"
+        self.source = (
+            f"task.data_files={cfg.data_files!r}" if self.files else f"task.dataset={cfg.dataset!r}" if cfg.dataset
+            else f"the data of task {self.name!r}"
+        )  # fmt: skip
         self._data: dict[str, list[Example]] | None = None
 
     @abstractmethod
-    def to_example(self, row: dict[str, Any]) -> Example:
-        """One record as an example; raise ValueError (e.g. via ``column``) when it is malformed."""
+    def to_example(self, row: dict[str, Any]) -> Example | None:
+        """One record as an example (None: skip it); raise ValueError (e.g. via ``column``) when it is malformed."""
+
+    def builtin_rows(self) -> dict[str, list[dict[str, Any]]]:
+        """Records a package ships, by split (tasks whose config sets ``builtin_data``)."""
+        raise NotImplementedError
 
     def data(self) -> dict[str, list[Example]]:
         """Every split's examples, in file order (loaded once)."""
         if self._data is None:
             if self.files:
                 rows = {split: read_file(path) for split, path in self.files.items()}
+            elif not self.hub[0]:
+                rows = self.builtin_rows()
             else:
                 wanted = [self.train_split] + ([self.test_split] if self.test_split else [])
                 rows = hub_rows(*self.hub[:2], wanted, revision=self.hub[2])
@@ -72,9 +79,11 @@ class DatasetTask(Task):
                 out = []
                 for i, row in enumerate(records):
                     try:
-                        out.append(self.to_example(row))
+                        example = self.to_example(row)
                     except ValueError as err:
                         raise ValueError(f"{self.source}: {split} record {i}: {err}") from None
+                    if example is not None:
+                        out.append(example)
                 self._data[split] = out
         return self._data
 

@@ -1,6 +1,6 @@
 """reasoning-gym bridge: any of the ``reasoning-gym`` package's procedural datasets, with its own scorer.
 
-``task=gym task.dataset=leg_counting`` (``pip install 'corp[gym]'``). The registry name stays
+``task=gym task.dataset=letter_counting`` (``pip install 'corp[gym]'``). The registry name stays
 ``gym`` like every other ``task.name``; the gym dataset is ``task.dataset`` and its own options
 (difficulty ranges etc.) go in ``task.options``, passed to ``reasoning_gym.create_dataset``.
 
@@ -14,7 +14,7 @@ extracted answer.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from corp.tasks.answers import MissingExtra, last_tagged
@@ -30,8 +30,8 @@ class GymConfig(TaskConfig):
     """``task.*`` options of the reasoning-gym bridge."""
 
     name: str = "gym"
-    dataset: str = "leg_counting"  # a reasoning_gym dataset name (reasoning_gym.factory.DATASETS)
-    options: dict[str, Any] = field(default_factory=dict)  # the dataset's own config fields
+    dataset: str = "letter_counting"  # a reasoning_gym dataset name (reasoning_gym.factory.DATASETS)
+    options: Any = None  # a mapping of the dataset's own config fields (Any: so task.options={...} works)
     num_shots: int = 2  # worked examples from the dataset, used when task.few_shot is empty
     answer_tag: str | None = "answer"  # null: the whole stripped completion is the answer
 
@@ -42,6 +42,8 @@ class GymConfig(TaskConfig):
                 f"task.name={self.name!r}: the reasoning-gym bridge is registered as 'gym'; "
                 f"pick the gym dataset with task.dataset={self.name}"
             )
+        if self.options is not None and not hasattr(self.options, "items"):
+            raise ValueError(f"task.options={self.options!r}: must be a mapping like {{min_animals: 2}}, or null")
         if not isinstance(self.num_shots, int) or not 0 <= self.num_shots <= 16:
             raise ValueError(f"task.num_shots={self.num_shots!r}: must be an integer in 0..16")
         if self.answer_tag is not None and not str(self.answer_tag).isidentifier():

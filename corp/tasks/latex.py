@@ -45,6 +45,44 @@ def _unwrap(s: str, command: str) -> str:
         s = new
 
 
+def _argument(s: str, i: int) -> tuple[str, int]:
+    """The argument of a command starting at ``s[i]``: a braced group, a command name or one character."""
+    if i >= len(s):
+        return "", i
+    if s[i] == "{":
+        depth = 0
+        for j in range(i, len(s)):
+            depth += {"{": 1, "}": -1}.get(s[j], 0)
+            if depth == 0:
+                return s[i + 1 : j], j + 1
+        return s[i + 1 :], len(s)
+    if s[i] == "\\":
+        name = re.match(r"\\[a-zA-Z]+", s[i:])
+        if name:
+            return name.group(0), i + len(name.group(0))
+    return s[i], i + 1
+
+
+def _brace_arguments(s: str) -> str:
+    """Write every ``\\frac`` and ``\\sqrt`` argument in braces: ``\\frac12`` -> ``\\frac{1}{2}``."""
+    out, i = [], 0
+    while i < len(s):
+        command = re.match(r"\\(frac|sqrt)(?![a-zA-Z])", s[i:])
+        if not command:
+            out.append(s[i])
+            i += 1
+            continue
+        i += len(command.group(0))
+        args = []
+        for _ in range(2 if command.group(1) == "frac" else 1):
+            while i < len(s) and s[i] == " ":
+                i += 1
+            arg, i = _argument(s, i)
+            args.append("{" + _brace_arguments(arg) + "}")
+        out.append(command.group(0) + "".join(args))
+    return "".join(out)
+
+
 def normalize(answer: str) -> str:
     """A normal form of a LaTeX answer (see the module docstring)."""
     s = answer.strip()[:MAX_CHARS]
@@ -54,10 +92,7 @@ def normalize(answer: str) -> str:
                      ("^{\\circ}", ""), ("^\\circ", ""), ("\\$", ""), ("$", ""), ("\\%", ""), ("%", ""),
                      ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""), ("\\ ", ""), ("~", ""), ("\n", "")):  # fmt: skip
         s = s.replace(old, new)
-    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\frac\{([^{}]*)\}(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\frac(\d)\{", r"\\frac{\1}{", s)
-    s = re.sub(r"\\sqrt(\d+)", r"\\sqrt{\1}", s)
+    s = _brace_arguments(s)
     s = re.sub(r"^[a-zA-Z]\s*=\s*", "", s.strip())  # "x = 5" -> "5"
     unit = _UNIT.match(s.strip())
     if unit:

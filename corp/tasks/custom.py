@@ -1,0 +1,170 @@
+"""Custom tasks without a module: a data file, a prompt column and a TRL-style reward function.
+
+    python train.py task=custom task.data_files=data.jsonl task.prompt_field=question \\
+        task.reward_fn=my_rewards.py:exact_match task.answer_field=answer
+
+The reward function follows TRL's convention, ``fn(completions: list[str], **columns) ->
+list[float]``: each data column arrives as a list aligned with ``completions`` (and ``prompts``
+holds the prompt column's text). A function without ``**kwargs`` receives only the columns it
+names. ``task.answer_fn`` (``fn(completion: str) -> str | None``) gives the vote key; without it the
+stripped completion is the key. A completion counts as solved when its reward is at least
+``task.solved_at``. Functions are given as ``module.path:function`` or ``/path/file.py:function``.
+The function is called once on empty completions when the splits are made, so a wrong
+signature or return type stops the run before any model work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import math
+import numbers
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corp.tasks.base import Example, register_task
+from corp.tasks.dataset import DataConfig, DatasetTask
+
+CACHE_SIZE = 8192
+
+
+@dataclass
+class CustomConfig(DataConfig):
+    """``task.*`` options of a custom task."""
+
+    name: str = "custom"
+    test_split: str | None = None  # one file: support, probe and test are cut from it
+    prompt_field: str = "prompt"  # the column shown to the model
+    answer_field: str | None = None  # optional column kept as the reference answer (samples, logs)
+    reward_fn: str | None = None  # required: "module.path:function" or "/path/file.py:function"
+    answer_fn: str | None = None  # optional vote key: fn(completion) -> str | None
+    solved_at: float = 1.0  # reward at or above which a completion counts as solved
+
+
+def load_function(spec: str, key: str) -> Callable:
+    """The function named by ``module.path:function`` or ``/path/file.py:function``."""
+    target, sep, name = str(spec).rpartition(":")
+    if not sep or not target or not name:
+        raise ValueError(f"{key}={spec!r}: expected 'module.path:function' or '/path/file.py:function'")
+    if target.endswith(".py") or "/" in target:
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{key}={spec!r}: file {str(path)!r} not found")
+        module_spec = importlib.util.spec_from_file_location(f"corp_custom_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:
+            raise ValueError(f"{key}={spec!r}: importing {path} failed: {type(err).__name__}: {err}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as err:
+            raise ValueError(f"{key}={spec!r}: cannot import module {target!r} ({err})") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ValueError(f"{key}={spec!r}: {target} has no function {name!r}")
+    return fn
+
+
+def _accepts(fn: Callable) -> tuple[set[str], bool]:
+    """Names of the keyword parameters of ``fn`` and whether it takes ``**kwargs``."""
+    params = inspect.signature(fn).parameters.values()
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+@register_task("custom")
+class CustomTask(DatasetTask):
+    """Any data set scored by a user's reward function."""
+
+    config_class = CustomConfig
+    max_new_tokens = 64  # a guess for short answers: set task.max_new_tokens for your task
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        if not cfg.reward_fn:
+            raise ValueError("task.reward_fn is required for task=custom: 'module.path:function' or 'file.py:function'")
+        self.prompt_field, self.answer_field = str(cfg.prompt_field), cfg.answer_field
+        self.reward_spec = f"task.reward_fn={cfg.reward_fn!r}"
+        self.reward_fn = load_function(cfg.reward_fn, "task.reward_fn")
+        self.answer_fn = load_function(cfg.answer_fn, "task.answer_fn") if cfg.answer_fn else None
+        self.solved_at = float(cfg.solved_at)
+        self._params, self._kwargs = _accepts(self.reward_fn)
+        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def to_example(self, row: dict[str, Any]) -> Example:
+        if self.prompt_field not in row:
+            raise ValueError(
+                f"task.prompt_field={self.prompt_field!r} is not a column (columns: {', '.join(sorted(map(str, row)))})"
+            )
+        if self.answer_field and self.answer_field not in row:
+            raise ValueError(
+                f"task.answer_field={self.answer_field!r} is not a column (columns: {', '.join(sorted(map(str, row)))})"
+            )
+        answer = "" if not self.answer_field else str(row[self.answer_field])
+        return Example(prompt=str(row[self.prompt_field]), answer=answer, meta={"row": row})
+
+    def _call(self, completions: list[str], examples: list[Example]) -> list[float]:
+        rows = [ex.meta["row"] for ex in examples]
+        columns = {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
+        columns["prompts"] = [ex.prompt for ex in examples]
+        if not self._kwargs:
+            missing = self._params - set(columns) - {"completions"}
+            if missing:
+                raise ValueError(f"{self.reward_spec} asks for {sorted(missing)}, which are not columns of the data")
+            columns = {k: v for k, v in columns.items() if k in self._params}
+        try:
+            out = self.reward_fn(completions=completions, **columns)
+        except Exception as err:
+            raise ValueError(f"{self.reward_spec} raised {type(err).__name__}: {err}") from err
+        return self._check(out, len(completions))
+
+    def _check(self, out: Any, n: int) -> list[float]:
+        """The function's return as floats, or an error saying what is wrong with it."""
+        if isinstance(out, (str, bytes, dict)) or not hasattr(out, "__len__"):
+            raise ValueError(f"{self.reward_spec} returned {type(out).__name__}; expected a list of {n} floats")
+        if len(out) != n:
+            raise ValueError(f"{self.reward_spec} returned {len(out)} rewards for {n} completions")
+        values = []
+        for i, v in enumerate(out):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(float(v)) or math.isinf(float(v)):
+                raise ValueError(
+                    f"{self.reward_spec} returned {v!r} at index {i}; every reward must be a finite number"
+                )
+            values.append(float(v))
+        return values
+
+    def rewards(self, completions: list[str], examples: list[Example]) -> list[float]:
+        keys = [(c, ex.prompt) for c, ex in zip(completions, examples, strict=True)]
+        todo = [i for i, key in enumerate(keys) if key not in self._cache]
+        if todo:  # one call for everything not seen yet: the function may batch internally
+            for i, value in zip(todo, self._call([completions[i] for i in todo], [examples[i] for i in todo])):
+                self._cache[keys[i]] = value
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return [self._cache[key] for key in keys]
+
+    def reward(self, completion: str, example: Example) -> float:
+        return self.rewards([completion], [example])[0]
+
+    def is_correct(self, completion: str, example: Example) -> bool:
+        return self.reward(completion, example) >= self.solved_at
+
+    def extract(self, completion: str) -> str | None:
+        if self.answer_fn is None:
+            return completion.strip() or None
+        key = self.answer_fn(completion)
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"task.answer_fn returned {type(key).__name__}; expected str or None")
+        return key
+
+    def splits(self, sizes: dict[str, int], seed: int) -> dict[str, list[Example]]:
+        out = super().splits(sizes, seed)
+        probe = out["support"][:2]
+        self._call([""] * len(probe), probe)  # a wrong signature or return fails now, not mid-run
+        return out
