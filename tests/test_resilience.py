@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY_BUDGET, tiny_run
@@ -117,3 +118,23 @@ def test_two_processes_give_the_same_run_as_one(tiny_model_dir, task_args, tmp_p
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_run(out, reference)
+
+
+def test_nan_rewards_fail_their_model_point_and_never_reach_the_update(tiny_model_dir, task_args, tmp_path):
+    broken = [a.replace(":vowel_share", ":nan_for_some") for a in task_args]
+    res = tiny_run(tiny_model_dir, tmp_path, [*broken, *EXTRA])
+    assert res["budget"]["failed_points"] > 0
+    direction = json.loads((tmp_path / "direction.json").read_text())["direction"]
+    assert all(np.isfinite(direction["coeffs"]))
+    for split in ("support", "probe", "test"):
+        assert np.isfinite(res[split]["final_reward"])
+
+
+def test_eval_mode_scores_a_saved_direction(tiny_model_dir, task_args, tmp_path, reference):
+    trained = json.loads((reference / "results.json").read_text())
+    common = [*task_args, *EXTRA, "mode=eval", "eval.splits=[probe,test]"]
+    by_direction = tiny_run(tiny_model_dir, tmp_path / "a", [*common, f"eval.direction={reference}"])
+    for split in ("probe", "test"):
+        assert by_direction[split]["base"] == trained[split]["base"]
+        assert by_direction[split]["final"] == trained[split]["final"]
+    assert not (tmp_path / "a" / "populations").exists()  # nothing trained

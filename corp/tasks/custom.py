@@ -109,7 +109,7 @@ class CustomTask(DatasetTask):
         answer = "" if not self.answer_field else str(row[self.answer_field])
         return Example(prompt=str(row[self.prompt_field]), answer=answer, meta={"row": row})
 
-    def _call(self, completions: list[str], examples: list[Example]) -> list[float]:
+    def _call(self, completions: list[str], examples: list[Example], strict: bool = False) -> list[float]:
         rows = [ex.meta["row"] for ex in examples]
         columns = {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
         columns["prompts"] = [ex.prompt for ex in examples]
@@ -122,17 +122,20 @@ class CustomTask(DatasetTask):
             out = self.reward_fn(completions=completions, **columns)
         except Exception as err:
             raise ValueError(f"{self.reward_spec} raised {type(err).__name__}: {err}") from err
-        return self._check(out, len(completions))
+        return self._check(out, len(completions), strict)
 
-    def _check(self, out: Any, n: int) -> list[float]:
-        """The function's return as floats, or an error saying what is wrong with it."""
+    def _check(self, out: Any, n: int, strict: bool) -> list[float]:
+        """The function's return as floats, or an error saying what is wrong with it.
+
+        NaN and inf are errors in the pre-flight call (``strict``); during a run they pass
+        through, and the loop scores that model as failed (corp.loop.contain_nonfinite)."""
         if isinstance(out, (str, bytes, dict)) or not hasattr(out, "__len__"):
             raise ValueError(f"{self.reward_spec} returned {type(out).__name__}; expected a list of {n} floats")
         if len(out) != n:
             raise ValueError(f"{self.reward_spec} returned {len(out)} rewards for {n} completions")
         values = []
         for i, v in enumerate(out):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or math.isnan(float(v)) or math.isinf(float(v)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or (strict and not math.isfinite(float(v))):
                 raise ValueError(
                     f"{self.reward_spec} returned {v!r} at index {i}; every reward must be a finite number"
                 )
@@ -166,5 +169,5 @@ class CustomTask(DatasetTask):
     def splits(self, sizes: dict[str, int], seed: int) -> dict[str, list[Example]]:
         out = super().splits(sizes, seed)
         probe = out["support"][:2]
-        self._call([""] * len(probe), probe)  # a wrong signature or return fails now, not mid-run
+        self._call([""] * len(probe), probe, strict=True)  # a wrong signature or return fails now, not mid-run
         return out
