@@ -2,10 +2,12 @@
 
     python benchmarks/base_accuracy.py [--examples 64] [--tasks arithmetic countdown]
     python benchmarks/base_accuracy.py --tasks gym --gym letter_counting gcd
+    python benchmarks/base_accuracy.py --tasks gym --gym 'chain_sum:{"max_terms": 2, "max_digits": 1}'
 
 Scores the first N examples that ``data_seed=0`` generates, with each task's default
 options; these are the figures quoted in the README's task table. ``--gym`` scores the
-named reasoning-gym datasets through the ``gym`` task (one row per dataset). "distinct
+named reasoning-gym datasets through the ``gym`` task (one row per dataset, options as
+JSON after a colon). "distinct
 answers" counts different extracted answers: 1 means the model always says the same thing.
 Tasks that read data files need them on disk (see conf/task/*.yaml); pass ``--tasks`` to pick.
 """
@@ -13,6 +15,7 @@ Tasks that read data files need them on disk (see conf/task/*.yaml); pass ``--ta
 from __future__ import annotations
 
 import argparse
+import json
 
 from corp.models.loading import ModelConfig, load_model
 from corp.scoring.scorer import Scorer
@@ -24,7 +27,10 @@ def configs(names: list[str], gym: list[str]) -> list[tuple[str, object]]:
     out = []
     for name in names:
         if name == "gym":
-            out += [(f"gym:{d}", TASKS["gym"].config_class(dataset=d)) for d in gym]
+            for spec in gym:  # "name" or 'name:{"option": value}' (JSON)
+                dataset, _, options = spec.partition(":")
+                cfg = TASKS["gym"].config_class(dataset=dataset, options=json.loads(options) if options else None)
+                out.append((f"gym:{spec}", cfg))
         else:
             out.append((name, TASKS[name].config_class()))
     return out

@@ -15,12 +15,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(scope="module")
 def humaneval() -> HumanEvalTask:
-    return build_task(HumanEvalConfig(timeout_s=3.0, memory_mb=512))
+    return build_task(HumanEvalConfig(timeout_s=20.0, memory_mb=512))
 
 
 @pytest.fixture(scope="module")
 def mbpp() -> MBPPTask:
-    return build_task(MBPPConfig(data_files=str(FIXTURES / "mbpp"), timeout_s=3.0, memory_mb=512))
+    return build_task(MBPPConfig(data_files=str(FIXTURES / "mbpp"), timeout_s=20.0, memory_mb=512))
 
 
 def problem(task: HumanEvalTask, entry_point: str):
@@ -86,7 +86,7 @@ def test_results_are_cached_and_batches_run_in_parallel(humaneval: HumanEvalTask
 
     real = code.run_python
     monkeypatch.setattr(code, "run_python", lambda *a, **k: calls.append(1) or real(*a, **k))
-    task = build_task(HumanEvalConfig(timeout_s=3.0))
+    task = build_task(HumanEvalConfig(timeout_s=20.0))  # generous: a loaded CI machine must not fail a correct program
     completions = [good, "    return False\n", good, "    return True\n"]
     assert task.rewards(completions, [ex] * 4) == [1.0, 0.0, 1.0, 0.0]
     assert len(calls) == 3  # the repeated completion ran once
