@@ -105,6 +105,15 @@ def test_prefix_cache_is_rebuilt_for_each_member(tiny):
     assert scorer.score("support").completions == base
 
 
+def test_swapping_the_model_scores_the_new_one(tiny, tiny_model_dir):
+    scorer, task = make(tiny, SHOTS)
+    before = scorer.score("support").completions
+    other = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()  # unscaled weights
+    scorer.model = other
+    after = scorer.score("support").completions
+    assert after != before and after == plain(scorer, task)
+
+
 def test_preallocated_cache_matches_concatenating_cache(tiny):
     model, tok = tiny
     scorer, _ = make(tiny, SHOTS)

@@ -52,7 +52,7 @@ class Scorer:
         chat_template: bool,
         batch_size: int,
     ) -> None:
-        self.model, self.tokenizer, self.task = model, tokenizer, task
+        self.tokenizer, self.task = tokenizer, task
         self.splits = splits
         self.example_evals = 0
         self.tokens_generated = 0
@@ -66,7 +66,17 @@ class Scorer:
             )
         self.batch_size = int(batch_size)
         self.stop = StopChecker(tokenizer, [tokenizer.eos_token_id], task.stop)
-        self.decoder = GreedyDecoder(model, self.stop, tokenizer.pad_token_id, task.max_new_tokens)
+        self.model = model
+
+    @property
+    def model(self) -> PreTrainedModel:
+        return self._model
+
+    @model.setter
+    def model(self, model: PreTrainedModel) -> None:
+        """Score another model from now on (the decoder holds model-specific forward state)."""
+        self._model = model
+        self.decoder = GreedyDecoder(model, self.stop, self.tokenizer.pad_token_id, self.task.max_new_tokens)
 
     def _encode(self, example: Example, chat_template: bool) -> list[int]:
         if chat_template:

@@ -105,8 +105,10 @@ class CodeTask(DatasetTask):
 
     def rewards(self, completions: list[str], examples: list[Example]) -> list[float]:
         programs = [self.program(c, ex) for c, ex in zip(completions, examples, strict=True)]
+        unique = list(dict.fromkeys(programs))  # identical programs run once, not racing each other
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # each run is its own process
-            return [1.0 if ok else 0.0 for ok in pool.map(self.passes, programs)]
+            passed = dict(zip(unique, pool.map(self.passes, unique)))
+        return [1.0 if passed[p] else 0.0 for p in programs]
 
 
 @dataclass
