@@ -25,6 +25,9 @@ from corp.consolidate.base import (
     Update,
     isotropic_population,
 )
+from corp.consolidate.checks import at_least as _at_least
+from corp.consolidate.checks import choice as _choice
+from corp.consolidate.checks import fail as _fail
 from corp.consolidate.stage1 import Merge, cloud_stats, merge, min_elite_size, step_unit
 from corp.consolidate.stage2 import (
     constructive_scores,
@@ -109,20 +112,6 @@ class CorpConfig(ConsolidationConfig):
         for key in ("ess_start", "ess_end"):
             if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 1.0):
                 _fail(key, getattr(self, key), "must be >= 1 (an effective number of members)")
-
-
-def _fail(key: str, value: Any, why: str) -> None:
-    raise ValueError(f"consolidation.{key}={value}: {why}")
-
-
-def _choice(key: str, value: Any, options: tuple[str, ...]) -> None:
-    if value not in options:
-        _fail(key, value, f"must be one of {list(options)}")
-
-
-def _at_least(key: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        _fail(key, value, f"must be an integer >= {low}")
 
 
 def _members_needed(quantiles: list[float]) -> int:
