@@ -35,8 +35,8 @@ class PerturbationConfig:
     include: list[str] = field(default_factory=lambda: ["*"])  # glob patterns of perturbed parameter names
     exclude: list[str] = field(default_factory=list)
     noise_mode: str = "independent"  # "shared" reproduces the published same-seed-per-tensor noise
-    noise_cache_mb: float = 4096.0  # dense noise of recently used seeds (LRU); 0 disables
-    dense_cache: bool = True  # keep one merged direction dense so its rescalings cost one axpy
+    noise_cache_mb: float = 4096.0  # byte budget of dense direction rows (whole-model fp32 each); 0 disables
+    dense_cache: bool = True  # false: regenerate every candidate from its seeds (the reference path)
 
     def __post_init__(self) -> None:
         if not isinstance(self.population_size, int) or self.population_size < 2:

@@ -81,6 +81,11 @@ def run(cfg: DictConfig | Config) -> dict[str, Any]:
         torch.set_num_threads(typed.trainer.num_threads)
     inputs = _prepare(typed)  # data, operator, model files: checked before anything is written
     resumed = typed.mode == "train" and _check_resume(typed, out)
+    if resumed and (out / "results.json").exists():  # finished: rerunning a sweep skips its done jobs
+        results = json.loads((out / "results.json").read_text())
+        log.info("%s already holds this finished run (resume=never redoes it)", out)
+        _print_summary(results, out)
+        return results
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", to_plain(typed))
 
@@ -234,10 +239,10 @@ def _setup(typed: Config, fabric: Fabric, inputs: Inputs, out: Path):
 
 def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, loggers, resumed: bool):
     model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
-    if resumed:  # this run's own earlier scores first: replaying them is not reuse
+    if typed.population.load:  # first, so that points this run took from others stay counted as reused
+        store.load(typed.population.load, exclude=out)  # a sweep folder holds this run's folder too
+    if resumed:  # this run's own earlier scores: replaying them is not reuse
         store.load(out, source="resumed")
-    if typed.population.load:
-        store.load(typed.population.load)
     points = PointScorer(scorer, space, store, out, fabric)
     base = _score_splits(points, "base")
     loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s)

@@ -85,13 +85,17 @@ class ScoreStore:
     def put(self, identity: str, centre: Direction, direction: Direction, scored: Scored) -> None:
         self._rows[(identity, direction_key(centre), direction_key(direction))] = scored
 
-    def load(self, path: str | Path, source: str = "loaded") -> int:
-        """Index every saved file at or below ``path``; returns the number of rows added.
+    def load(self, path: str | Path, source: str = "loaded", exclude: str | Path | None = None) -> int:
+        """Index every saved file at or below ``path`` except those under ``exclude``; returns the
+        number of rows added. A row already indexed keeps its first source.
 
         ``source="resumed"`` marks this run's own earlier scores: replaying them is not reuse
         of another run's budget."""
         path = Path(path)
         files = [path] if path.is_file() else sorted(f for f in path.rglob("*.npz") if not f.name.endswith(".tmp.npz"))
+        if exclude is not None:
+            skip = Path(exclude).resolve()
+            files = [f for f in files if not f.resolve().is_relative_to(skip)]
         before = len(self._rows)
         for file in files:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,3 +139,22 @@ def test_eval_mode_scores_a_saved_direction(tiny_model_dir, task_args, tmp_path,
         assert by_direction[split]["base"] == trained[split]["base"]
         assert by_direction[split]["final"] == trained[split]["final"]
     assert not (tmp_path / "a" / "populations").exists()  # nothing trained
+
+
+def test_rerunning_a_finished_run_returns_its_results_without_running_again(tiny_model_dir, task_args, tmp_path, reference):
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    again = tiny_run(tiny_model_dir, out, [*task_args, *EXTRA])
+    assert again == json.loads((reference / "results.json").read_text())  # wall time included: nothing reran
+
+
+def test_points_taken_from_another_run_stay_counted_as_reused_after_a_resume(tiny_model_dir, task_args, tmp_path, reference):
+    out = tmp_path / "reuser"
+    args = [*task_args, *EXTRA, f"population.load={reference}"]
+    first = tiny_run(tiny_model_dir, out, args)
+    assert first["budget"]["members_reused"] > 0
+    (out / "results.json").unlink()  # as if killed just before the end: every point is saved here too
+    (out / "checkpoints" / "last.json").unlink()
+    replayed = tiny_run(tiny_model_dir, out, args)
+    for key in ("members_scored", "members_reused", "example_evals", "example_evals_reused"):
+        assert replayed["budget"][key] == first["budget"][key], key

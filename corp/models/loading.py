@@ -36,13 +36,13 @@ class ModelConfig:
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
     cache_dir: str | None = None  # where converted GGUF models live (default ~/.cache/corp/models)
-    batch_size: int = 64  # examples decoded together
+    batch_size: int = 64  # examples decoded together; 0 picks it from free memory once per run
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", *DTYPES):
             raise ValueError(f"model.dtype={self.dtype!r}; allowed: auto, {', '.join(DTYPES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"model.batch_size={self.batch_size!r}: must be >= 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 0:
+            raise ValueError(f"model.batch_size={self.batch_size!r}: must be >= 1, or 0 to pick it from free memory")
         if not self.name_or_path:
             raise ValueError("model.name_or_path is empty; give 'embedded', a hub id, a directory or a .gguf file")
 
