@@ -54,6 +54,7 @@ def test_overrides_reach_the_typed_config():
         ("consolidation.quantiles=[1.5]", "consolidation.quantiles"),
         ("consolidation.quantiles=[0.0]", "consolidation.quantiles"),
         ("model.dtype=float8", "model.dtype"),
+        ("model.batch_size=-1", "model.batch_size"),
         ("logger.name=tensorboard", "logger.name"),
     ],
 )
