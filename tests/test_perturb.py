@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from corp.perturb.dense import MAX_SLOTS
 from corp.perturb.direction import Direction, weighted_svd
 from corp.perturb.noise import NoiseSource, tensor_seed
 from corp.perturb.space import ParameterSpace
@@ -245,6 +246,21 @@ def test_dense_rows_stay_within_their_budget():
     assert sum(key is not None for key in space.dense.keys) == slots
     assert space.dense.find_scaled(Direction.from_pairs([(0, 1.0), (1, 1.0)])) is None  # least recent evicted
     assert space.dense.find_scaled(Direction.from_pairs([(2 * slots + 4, 1.0), (2 * slots + 5, 1.0)])) is not None
+
+
+def test_a_small_selection_caps_the_rows_instead_of_filling_the_budget():
+    """4 GiB over one 64-weight norm would be millions of rows; the cap keeps the rows few and working."""
+    model = tiny_llama()
+    space = ParameterSpace(model, NoiseSource(), include=["model.norm.weight"], noise_cache_mb=4096.0)
+    assert space.dim == 64 and space.dense.slots == MAX_SLOTS
+    assert len(space.dense.keys) == MAX_SLOTS and space.dense.data.shape == (MAX_SLOTS, 64)
+    plain = ParameterSpace(tiny_llama(), NoiseSource(), include=["model.norm.weight"], dense_cache=False)
+    for k in range(MAX_SLOTS + 2):  # more multi-seed directions than rows: the oldest are evicted
+        d = Direction.from_pairs([(2 * k, 0.01), (2 * k + 1, -0.02)])
+        with space.perturbed(d), plain.perturbed(d):
+            assert torch.allclose(model.model.norm.weight, plain.model.model.norm.weight, rtol=1e-6, atol=1e-7)
+    assert sum(key is not None for key in space.dense.keys) == MAX_SLOTS
+    assert space.dense.find_scaled(Direction.from_pairs([(0, 1.0), (1, -2.0)])) is None
 
 
 def test_basis_rows_need_not_be_adjacent():

@@ -10,6 +10,8 @@ none (the real-model agreement is measured by benchmarks/scorer_throughput.py).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,7 @@ from corp.scoring.plain import plain_generate
 from corp.scoring.scorer import Scorer, cut
 from corp.scoring.stops import StopChecker
 from corp.tasks.arithmetic import ArithmeticConfig, ArithmeticTask
+from corp.tasks.custom import CustomConfig, CustomTask
 
 SHOTS = [{"prompt": "What is 3 + 4? Reply with only the number.", "response": "7"}]
 
@@ -125,6 +128,57 @@ def test_preallocated_cache_matches_concatenating_cache(tiny):
     fast = decoder.decode(prompts, decoder.encode_prefix(prompts))
     decoder.forward.new_cache = lambda capacity=None: kv.Forward.new_cache(fwd)  # no capacity: plain DynamicCache
     assert decoder.decode(prompts, decoder.encode_prefix(prompts)) == fast
+
+
+class CountingRewards(LetterStop):
+    """Records how the scorer asks for rewards: one batched call, or one call per example."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.batches: list[int] = []
+
+    def rewards(self, completions, examples):
+        self.batches.append(len(completions))
+        return super().rewards(completions, examples)
+
+
+def test_rewards_come_from_one_batched_call_and_equal_per_example_rewards(tiny):
+    scorer, task = make(tiny, task_cls=CountingRewards)
+    idx = np.array([5, 0, 2])
+    decoded = scorer.score("support", idx)
+    assert task.batches == [3]
+    exs = [scorer.splits["support"][i] for i in idx]
+    expected = [LetterStop.reward(task, c, e) for c, e in zip(decoded.completions, exs)]
+    assert decoded.scores.rewards.tolist() == expected
+    assert decoded.scores.correct.tolist() == [r >= 1.0 for r in expected]
+
+
+def test_a_custom_reward_function_is_called_once_per_scored_batch(tiny):
+    fixtures = Path(__file__).parent / "fixtures"
+    cfg = CustomConfig(data_files=str(fixtures / "custom.jsonl"), prompt_field="question", answer_field="answer",
+                       reward_fn=f"{fixtures / 'custom_rewards.py'}:contains_answer", max_new_tokens=4)  # fmt: skip
+    task = CustomTask(cfg)
+    splits = task.splits({"support": 4, "probe": 2, "test": 2}, seed=0)
+    model, tok = tiny
+    scorer = Scorer(model, tok, task, splits, chat_template=False, batch_size=2)
+    calls = []
+    fn = task.reward_fn
+    task.reward_fn = lambda **kw: calls.append(len(kw["completions"])) or fn(**kw)
+    decoded = scorer.score("support")
+    assert calls == [4]  # the decoding batch size (2) does not split the reward call
+    answers = [ex.answer.lower() for ex in splits["support"]]
+    assert decoded.scores.rewards.tolist() == [float(a in c.lower()) for c, a in zip(decoded.completions, answers)]
+
+
+class WrongCount(LetterStop):
+    def rewards(self, completions, examples):
+        return [0.0]
+
+
+def test_a_task_returning_the_wrong_number_of_rewards_is_named(tiny):
+    scorer, _ = make(tiny, task_cls=WrongCount)
+    with pytest.raises(ValueError, match=r"rewards\(\) returned shape \(1,\) for 6 completions"):
+        scorer.score("support")
 
 
 def test_stop_checker_finds_stop_strings_spanning_tokens(tiny):

@@ -11,7 +11,8 @@ dense fp32 rows of one (slots x D) tensor, so that a direction that is
 
 This module only does the bookkeeping in seed space (which rows exist, which to evict,
 how a direction decomposes onto them); ``ParameterSpace`` fills and reads the rows.
-The slot count is fixed by the byte budget, so memory never grows with the population.
+The slot count is fixed by the byte budget (and capped at ``MAX_SLOTS``), so memory never
+grows with the population.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ from corp.perturb.direction import Direction, seed_basis
 RESIDUAL_RTOL = 1e-9
 # A decomposition whose terms are much longer than the direction cancels in fp32: refuse it.
 MAX_CANCELLATION = 4.0
+# Rows beyond this hardly ever pay: the most a run announces at once is its stage-1 grid (21 merges
+# in the published one) or a rank-r basis plus a stage-2 round's proposals, and every lookup
+# scans all rows. Without the cap a small ``perturbation.include`` turns a byte budget meant
+# for whole models into millions of rows of bookkeeping.
+MAX_SLOTS = 64
 
 
 def scale_ratio(direction: Direction, held: Direction) -> float | None:
@@ -78,7 +84,7 @@ def decompose(direction: Direction, basis: list[Direction]) -> tuple[np.ndarray,
 
 
 class DenseSlots:
-    """A fixed number of dense direction rows: an LRU pool plus a protected basis group.
+    """A fixed number of dense direction rows (at most ``MAX_SLOTS``): an LRU pool plus a protected basis group.
 
     Rows are allocated lazily in one (slots x D) fp32 tensor on the parameters' device.
     ``pending`` holds directions announced by ``prefetch`` but not yet built: they are
@@ -86,7 +92,7 @@ class DenseSlots:
     """
 
     def __init__(self, slots: int, dim: int, device: torch.device) -> None:
-        self.slots, self.dim, self.device = max(0, int(slots)), dim, device
+        self.slots, self.dim, self.device = min(max(0, int(slots)), MAX_SLOTS), dim, device
         self.keys: list[Direction | None] = [None] * self.slots
         self.basis: list[int] = []  # rows of the protected basis group
         self.pending: list[Direction] = []

@@ -119,11 +119,22 @@ class Scorer:
     def _cut(self, text: str) -> str:
         return cut(text, self.task.stop)
 
+    def _rewards(self, completions: list[str], examples: list[Example]) -> np.ndarray:
+        """One batched ``rewards`` call per scored call: code tasks run their programs in parallel
+        and a custom reward function sees the whole batch at once."""
+        rewards = np.asarray(self.task.rewards(completions, examples), dtype=np.float64)
+        if rewards.shape != (len(completions),):
+            raise ValueError(
+                f"task {self.task.name!r}: rewards() returned shape {rewards.shape} "
+                f"for {len(completions)} completions; expected one float per completion"
+            )
+        return rewards
+
     def score(self, split: str, indices: np.ndarray | None = None) -> Decoded:
         completions = self.decode(split, indices)
         idx = np.arange(len(self.splits[split])) if indices is None else np.asarray(indices)
         examples = [self.splits[split][i] for i in idx]
-        rewards = np.array([self.task.reward(c, ex) for c, ex in zip(completions, examples)], dtype=np.float64)
+        rewards = self._rewards(completions, examples)
         correct = np.array([self.task.is_correct(c, ex) for c, ex in zip(completions, examples)], dtype=bool)
         answers = [self.task.extract(c) for c in completions]
         return Decoded(Scores(rewards, correct), completions, answers)
