@@ -1,0 +1,199 @@
+"""python -m corp.report on small synthetic folders of runs (the report only reads results.json and config.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from corp.report.__main__ import main as report_main
+from corp.report.sweep import build_table, load_runs
+
+BASE = {"arithmetic": 0.20, "countdown": 0.10}
+
+
+def fake_run(
+    folder: Path,
+    method: str = "corp",
+    task: str = "arithmetic",
+    seed: int = 0,
+    final: float = 0.3,
+    config: dict | None = None,
+    votes: dict | None = None,
+    finished: bool = True,
+) -> Path:
+    """A run folder as train.py leaves it: the resolved config and (when finished) results.json."""
+    options = {
+        "corp": {"quantiles": [0.5, 0.7], "betas": [2.0], "rank": 8},
+        "randopt": {"population_multiplier": 10, "vote_ks": [1, 3]},
+        "soup": {"top_k": 4},
+        "es": {"rounds": 3, "population_size": None, "sigma": 0.001},
+    }[method]
+    cfg = {
+        "seed": seed,
+        "mode": "train",
+        "model": {"name_or_path": "embedded", "batch_size": 64},
+        "task": {"name": task, "support_size": 32, "test_size": 100, "data_seed": 0},
+        "perturbation": {"population_size": 8, "sigmas": [0.002, 0.004]},
+        "consolidation": {"name": method, **options},
+        "population": {"load": str(folder.parent)},
+        "trainer": {"num_threads": 1},
+        "output_dir": str(folder),
+    }
+    for dotted, value in (config or {}).items():
+        group, key = dotted.split(".")
+        cfg[group][key] = value
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    if finished:
+        members = 80 if method == "randopt" else 8
+        test = {"base": BASE[task], "final": final, "n": 100, **({"vote": votes} if votes else {})}
+        results = {"method": method, "task": task, "model": "embedded", "seed": seed, "test": test,
+                   "budget": {"members_scored": members, "example_evals": 32 * members}, "seconds": 60.0}  # fmt: skip
+        (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def report_text(folder: Path, *args: str, capsys) -> str:
+    assert report_main([str(folder), *args]) == 0
+    return capsys.readouterr().out
+
+
+def table_lines(text: str) -> list[list[str]]:
+    """The cells of each markdown row below the header."""
+    lines = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+
+
+@pytest.fixture
+def comparison(tmp_path) -> Path:
+    """Methods x tasks x seeds, each method with its own consolidation options."""
+    root = tmp_path / "compare"
+    for task in ("arithmetic", "countdown"):
+        for seed in (0, 1):
+            votes = {"1": 0.25, "3": 0.35}
+            fake_run(root / task / f"randopt_{seed}", "randopt", task, seed, 0.25 + 0.1 * seed, votes=votes)
+            fake_run(root / task / f"corp_{seed}", "corp", task, seed, 0.30 + 0.1 * seed)
+            fake_run(root / task / f"soup_{seed}", "soup", task, seed, 0.22)
+            fake_run(root / task / f"es_{seed}", "es", task, seed, 0.21)
+    return root
+
+
+def test_a_comparison_is_a_methods_by_tasks_table(comparison, capsys):
+    text = report_text(comparison, "--out", str(comparison / "out"), capsys=capsys)
+    header = "| method | arithmetic | countdown | mean | members scored | example evals | passes / test example |"
+    assert header in text.splitlines()
+    rows = table_lines(text)
+    assert [r[0] for r in rows] == [
+        "base", "RandOpt top-1 (N=80)", "RandOpt vote K=1 (N=80)", "RandOpt vote K=3 (N=80)",
+        "ES (N=8 x 3 rounds)", "Soup (N=8)", "CoRP (N=8)",
+    ]  # fmt: skip
+    by_label = {r[0]: r for r in rows}
+    assert by_label["base"][1:4] == ["20.0 (n=1)", "10.0 (n=1)", "15.0"]  # the same base model: counted once per task
+    assert by_label["CoRP (N=8)"][1] == "35.0 ± 5.0 (n=2)" and by_label["CoRP (N=8)"][3] == "35.0"
+    assert by_label["RandOpt vote K=3 (N=80)"][-1] == "3"
+    assert "- CoRP vs base: +20.0 points (mean over 2 tasks; target >= +8)" in text
+    assert "- CoRP vs RandOpt top-1 (N=80): +5.0 points (target > 0)" in text
+    assert "Rows: method x" not in text and "Skipped" not in text
+    assert (comparison / "out" / "report.md").read_text().strip() == text.strip()
+    assert (comparison / "out" / "report.png").stat().st_size > 10_000
+
+
+@pytest.fixture
+def grid(tmp_path) -> Path:
+    """CoRP swept over quantiles x sigmas x seeds, plus one RandOpt run, on one task."""
+    root = tmp_path / "grid"
+    grid_points = [(q, s, seed) for q in ([0.5], [0.9]) for s in ([0.001], [0.002]) for seed in (0, 1)]
+    for i, (q, sigmas, seed) in enumerate(grid_points):
+        final = 0.3 + (0.1 if q == [0.9] else 0.0) + (0.02 if sigmas == [0.002] else 0.0) + 0.01 * seed
+        cfg = {"consolidation.quantiles": q, "perturbation.sigmas": sigmas}
+        fake_run(root / f"{i}_corp", "corp", seed=seed, final=final, config=cfg)
+    fake_run(root / "8_randopt", "randopt", final=0.28, votes={"1": 0.28}, config={"perturbation.sigmas": [0.001]})
+    return root
+
+
+def test_swept_keys_become_columns_and_cells_average_the_seeds(grid, capsys):
+    text = report_text(grid, capsys=capsys)
+    header = "| method | consolidation.quantiles | perturbation.sigmas | arithmetic | mean |"
+    assert text.splitlines()[3].startswith(header)
+    assert "Rows: method x `consolidation.quantiles`, `perturbation.sigmas`." in text
+    rows = table_lines(text)
+    corp = {tuple(r[1:3]): r[3] for r in rows if r[0] == "CoRP (N=8)"}
+    assert corp == {
+        ("[0.5]", "[0.001]"): "30.5 ± 0.5 (n=2)",
+        ("[0.5]", "[0.002]"): "32.5 ± 0.5 (n=2)",
+        ("[0.9]", "[0.001]"): "40.5 ± 0.5 (n=2)",
+        ("[0.9]", "[0.002]"): "42.5 ± 0.5 (n=2)",
+    }
+    base = [r for r in rows if r[0] == "base"]
+    assert len(base) == 1 and base[0][1:4] == ["·", "·", "20.0 (n=1)"]  # these keys cannot change the base model
+    randopt = next(r for r in rows if r[0].startswith("RandOpt top-1"))
+    assert randopt[1:3] == ["–", "[0.001]"]  # RandOpt has no quantiles
+    # one target block per CoRP setting, RandOpt matched only where its sigmas agree
+    assert "- [consolidation.quantiles=[0.9], perturbation.sigmas=[0.002]] CoRP vs base: +22.5 points" in text
+    assert "[consolidation.quantiles=[0.9], perturbation.sigmas=[0.001]] CoRP vs RandOpt top-1 (N=80): +12.5" in text
+    assert "perturbation.sigmas=[0.002]] CoRP vs RandOpt" not in text
+
+
+def test_by_picks_the_grouping_and_pools_the_other_swept_keys(grid, capsys):
+    text = report_text(grid, "--by", "consolidation.quantiles", capsys=capsys)
+    assert "| method | consolidation.quantiles | arithmetic |" in text
+    assert "Pooled with the seeds (not a grouping key): `perturbation.sigmas`." in text
+    corp = {r[1]: r[2] for r in table_lines(text) if r[0] == "CoRP (N=8)"}
+    assert corp == {"[0.5]": "31.5 ± 1.1 (n=4)", "[0.9]": "41.5 ± 1.1 (n=4)"}
+
+
+def test_a_numeric_swept_key_is_plotted_against(tmp_path, capsys):
+    root = tmp_path / "sizes"
+    for size, acc in ((16, 0.25), (32, 0.3), (64, 0.4)):
+        for seed in (0, 1):
+            fake_run(root / f"corp_{size}_{seed}", seed=seed, final=acc, config={"task.support_size": size})
+    text = report_text(root, capsys=capsys)
+    rows = table_lines(text)
+    # support size is a task setting: the base row is split by it too, and sorts numerically
+    assert [r[1] for r in rows if r[0] == "base"] == ["16", "32", "64"]
+    assert [r[2] for r in rows if r[0] == "CoRP (N=8)"] == ["25.0 ± 0.0 (n=2)", "30.0 ± 0.0 (n=2)", "40.0 ± 0.0 (n=2)"]
+    assert (root / "report.png").stat().st_size > 10_000
+
+
+def test_by_refuses_keys_that_do_not_vary_or_do_not_exist(grid, capsys):
+    allowed = "keys that vary: consolidation.quantiles, perturbation.sigmas"
+    for key, why in [
+        ("consolidation.betas", "--by consolidation.betas: has one value in all 9 runs"),
+        ("consolidation.nope", "--by consolidation.nope: is not a config key of these 9 runs"),
+        ("seed", "--by seed: is bookkeeping"),
+        ("task.name", "--by task.name: is already the table's layout"),
+    ]:
+        assert report_main([str(grid), "--by", f"perturbation.sigmas,{key}"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and allowed in err, err
+    assert not (grid / "report.md").exists()
+
+
+def test_unfinished_runs_are_skipped_and_counted(comparison, capsys):
+    fake_run(comparison / "countdown" / "corp_2", "corp", "countdown", seed=2, finished=False)
+    model_dir = comparison / "arithmetic" / "corp_0" / "model"  # an exported model's config.json is no run
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    text = report_text(comparison, capsys=capsys)
+    assert "Skipped 1 unfinished runs (no results.json): `countdown/corp_2`." in text
+    assert "of 16 runs under" in text
+
+
+def test_eval_runs_get_a_row_of_their_own(tmp_path, capsys):
+    fake_run(tmp_path / "run", final=0.3)
+    (tmp_path / "eval").mkdir()
+    results = {"mode": "eval", "evaluated": "/x/run/direction.json", "task": "arithmetic", "model": "embedded",
+               "test": {"base": 0.2, "final": 0.3, "n": 100}, "seconds": 5.0}  # fmt: skip
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(results))
+    runs, _ = load_runs(tmp_path)
+    labels = [r.label for r in build_table(runs).rows]
+    assert labels == ["base", "CoRP (N=8)", "evaluated direction.json"]
+
+
+def test_a_folder_without_finished_runs_is_an_error(tmp_path, capsys):
+    fake_run(tmp_path / "going", finished=False)
+    assert report_main([str(tmp_path)]) == 2
+    assert "no results.json below" in capsys.readouterr().err
+    assert report_main([str(tmp_path / "missing")]) == 2
