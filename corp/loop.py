@@ -21,6 +21,8 @@ from lightning.fabric import Fabric
 from tqdm.auto import tqdm
 
 from corp.consolidate.base import Operator, Population, PopulationScores, Scores
+from corp.observe import wandb_content
+from corp.observe.rounds import RoundsFile, population_entry, reward_by_sigma
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
 from corp.scoring.scorer import Scorer
@@ -51,6 +53,7 @@ class RoundRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     committed: bool = False
     centre: Direction = field(default_factory=Direction.zero)  # the committed direction the population was drawn around
+    details: dict[str, Any] = field(default_factory=dict)  # the operator's non-scalar observations
 
 
 def contain_nonfinite(row: Scored) -> tuple[Scored, bool]:
@@ -60,6 +63,32 @@ def contain_nonfinite(row: Scored) -> tuple[Scored, bool]:
         return row, False
     log.warning("non-finite reward from the task: this model point is scored as failed (reward 0)")
     return Scored(np.zeros_like(row.rewards), np.zeros_like(row.correct), row.answers, row.completions), True
+
+
+def decode_totals(fabric: Fabric, scorer: Scorer) -> np.ndarray:
+    """(examples decoded, new tokens, decode seconds) so far, summed over the ranks.
+
+    A collective when there are several ranks: every rank must call it at the same point."""
+    local = [scorer.example_evals, scorer.tokens_generated, scorer.decode_seconds]
+    if fabric.world_size == 1:
+        return np.asarray(local, dtype=np.float64)
+    totals = fabric.all_reduce(torch.tensor(local, dtype=torch.float64, device=fabric.device), reduce_op="sum")
+    return totals.cpu().numpy()
+
+
+class LoopEvaluate:
+    """The evaluate callback the operator gets: scores through the loop, and passes the operator's
+    prefetch hints (what it evaluates next, or the basis of its next members) on to the parameter
+    space. Hints change how much noise is regenerated, never a score."""
+
+    def __init__(self, loop: RoundLoop) -> None:
+        self._loop = loop
+
+    def __call__(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
+        return self._loop.evaluate(direction, split, indices)
+
+    def prefetch(self, directions: list[Direction], basis: bool = False) -> None:
+        self._loop.space.prefetch(directions, basis=basis)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -84,8 +113,11 @@ class RoundLoop:
         store: ScoreStore,
         free_points: set[tuple] | None = None,
         checkpoint_every_s: float = 60.0,
+        wandb_run: Any = None,
     ) -> None:
         self.fabric, self.space, self.scorer, self.operator = fabric, space, scorer, operator
+        self.wandb_run = wandb_run  # W&B run for tables and histograms (rank 0), or None
+        self.rounds_file = RoundsFile(output_dir / "rounds.jsonl") if fabric.is_global_zero else None
         self.output_dir = output_dir
         self.store = store
         self.free_points = free_points or set()  # (identity, centre, direction) evaluated outside training
@@ -210,13 +242,17 @@ class RoundLoop:
 
     # -- the loop -------------------------------------------------------------------
     def run(self, max_rounds: int = 1000) -> list[RoundRecord]:
+        if self.rounds_file is not None:
+            self.rounds_file.start()  # a resumed run replays every round: rewrite, never duplicate
+        evaluate = LoopEvaluate(self)
         for round_idx in range(max_rounds):
-            start, tokens_before = time.perf_counter(), self.scorer.tokens_generated
+            start, decoded_before = time.perf_counter(), decode_totals(self.fabric, self.scorer)
+            draws_before = self.space.noise.draws
             self._round, self._evals_this_round = round_idx, 0
             centre = self.space.committed
             pop = self.operator.propose(round_idx)
             scores = self.score_population(pop, round_idx) if pop is not None else None
-            upd = self.operator.update(round_idx, pop, scores, self.evaluate)
+            upd = self.operator.update(round_idx, pop, scores, evaluate)
             if self._eval_bar is not None:
                 self._eval_bar.close()
                 self._eval_bar = None
@@ -225,15 +261,21 @@ class RoundLoop:
                 self.space.commit(upd.step)
             self.budget.rounds = round_idx + 1
             self.budget.noise_draws = self.space.noise.draws
-            record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed, centre)
+            record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed, centre, dict(upd.details))
             self.history.append(record)
-            self._log_round(record, time.perf_counter() - start, tokens_before)
+            decoded = decode_totals(self.fabric, self.scorer)
+            draws = self.space.noise.draws - draws_before
+            self._log_round(record, time.perf_counter() - start, decoded_before, decoded, draws)
             self._checkpoint(round_idx)
             if upd.done:
                 break
         return self.history
 
-    def _log_round(self, record: RoundRecord, seconds: float, tokens_before: int) -> None:
+    def _log_round(
+        self, record: RoundRecord, seconds: float, before: np.ndarray, after: np.ndarray, draws: float
+    ) -> None:
+        """Scalars to every logger; on rank 0 also the round's line in rounds.jsonl and, with W&B,
+        its tables and histograms. ``before``/``after``: ``decode_totals`` around the round."""
         metrics: dict[str, float] = {
             k: float(v) for k, v in record.metrics.items() if isinstance(v, (int, float, bool, np.number))
         }
@@ -248,6 +290,11 @@ class RoundLoop:
                     "population/size": len(r),
                 }
             )
+            by_sigma = reward_by_sigma(np.asarray(record.population.sigmas), r)
+            if len(by_sigma) > 1:  # a population drawn at one scale has nothing to compare
+                for row in by_sigma:
+                    metrics[f"population/sigma_{row['sigma']:g}/reward_mean"] = row["reward_mean"]
+        examples, tokens, decode_seconds = (float(x) for x in after - before)
         metrics.update(
             {
                 "round/committed": float(record.committed),
@@ -255,26 +302,44 @@ class RoundLoop:
                 "budget/members_scored": self.budget.members_scored,
                 "budget/example_evals": self.budget.example_evals,
                 "budget/noise_draws": self.budget.noise_draws,
+                "budget/noise_draws_round": draws,
                 "budget/failed_points": self.budget.failed_points,
-                "throughput/tokens_generated": self.scorer.tokens_generated,
-                "throughput/tokens_per_s": (self.scorer.tokens_generated - tokens_before) / max(seconds, 1e-9),
+                "perturb/dense_hits": self.space.dense.hits,
+                "throughput/examples": examples,
+                "throughput/examples_per_s": examples / max(seconds, 1e-9),
+                "throughput/decode_seconds": decode_seconds,
+                "throughput/tokens_generated": float(after[1]),
+                "throughput/tokens_per_s": tokens / max(seconds, 1e-9),
             }
         )
         self.fabric.log_dict(metrics, step=record.round_idx)
-        if self.fabric.is_global_zero:
-            pop_part = ""
-            if record.scores is not None:
-                pop_part = (
-                    f" population reward {metrics['population/reward_mean']:.3f}±{metrics['population/reward_std']:.3f}"
-                )
-            log.info(
-                "round %d:%s committed=%s (%.1fs, %d example evals so far)",
-                record.round_idx,
-                pop_part,
-                record.committed,
-                seconds,
-                self.budget.example_evals,
+        if not self.fabric.is_global_zero:
+            return
+        entry = {
+            "round": record.round_idx,
+            "committed": record.committed,
+            "metrics": metrics,
+            "population": population_entry(record.population, record.scores) if record.scores is not None else None,
+            "details": record.details,
+        }
+        self.rounds_file.append(entry)
+        if self.wandb_run is not None:
+            wandb_content.log_round(self.wandb_run, entry)
+        pop_part = ""
+        if record.scores is not None:
+            pop_part = (
+                f" population reward {metrics['population/reward_mean']:.3f}±{metrics['population/reward_std']:.3f}"
             )
+        log.info(
+            "round %d:%s committed=%s (%.1fs, %d example evals so far, %.1f examples/s, %.0f noise draws)",
+            record.round_idx,
+            pop_part,
+            record.committed,
+            seconds,
+            self.budget.example_evals,
+            metrics["throughput/examples_per_s"],
+            draws,
+        )
 
     def _checkpoint(self, round_idx: int) -> None:
         """Seeds and coefficients only: enough to rebuild the centre and continue."""

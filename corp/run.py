@@ -22,12 +22,13 @@ from corp.config import Config, ConfigError, to_plain, validate
 from corp.consolidate import build_operator
 from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
-from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite
+from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite, decode_totals
 from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve
+from corp.observe import wandb_content
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
-from corp.report.plots import population_rewards
+from corp.report.run_plots import draw_run_plots
 from corp.scoring.scorer import Decoded, Scorer
 from corp.store import Scored, ScoreStore, direction_key, save_scored
 from corp.tasks.base import SPLITS, build_task
@@ -245,13 +246,20 @@ def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float,
         store.load(out, source="resumed")
     points = PointScorer(scorer, space, store, out, fabric)
     base = _score_splits(points, "base")
-    loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s)
+    wandb_run = _wandb_run(loggers) if fabric.is_global_zero else None
+    if wandb_run is not None:  # what the base model answers, before any training
+        rows = _sample_rows(scorer, base["test"])[: typed.log_samples]
+        wandb_content.log_samples(wandb_run, "samples/start", rows, step=0)
+    loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s,
+                     wandb_run)  # fmt: skip
     loop.run()
     final = _score_splits(points, "final")
     ensemble = inputs.operator.test_ensemble()
     votes = _vote(points, ensemble) if ensemble is not None else None
 
-    results = _results(typed, inputs.task, base, final, loop, votes, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    throughput = _throughput(decode_totals(fabric, scorer), seconds, fabric.world_size)
+    results = _results(typed, inputs.task, base, final, loop, votes, seconds, throughput)
     if fabric.is_global_zero:
         _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
         fabric.log_dict({f"final/{k}": v for k, v in _flat(results).items()})
@@ -280,6 +288,7 @@ def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, sta
     for s in typed.eval.splits:
         res[s] = _split_result(base[s], final[s])
     res["seconds"] = time.perf_counter() - start
+    res["throughput"] = _throughput(decode_totals(fabric, scorer), res["seconds"], fabric.world_size)
     if fabric.is_global_zero:
         atomic_write_json(out / "results.json", res)
         if "test" in typed.eval.splits:
@@ -355,7 +364,25 @@ def _vote(points: PointScorer, ensemble: Ensemble) -> dict[str, Any]:
     }
 
 
-def _results(typed: Config, task, base, final, loop: RoundLoop, votes, seconds: float) -> dict[str, Any]:
+def _throughput(totals: np.ndarray, seconds: float, world_size: int) -> dict[str, float]:
+    """Decoding over the whole run (base, training, final, votes), summed over the ranks.
+
+    The rates are per second of decoding, so they measure the scorer; ``decode_share`` is the part
+    of the run's wall time (times the ranks) spent decoding, the rest being loading, noise and I/O."""
+    examples, tokens, decode_s = (float(x) for x in totals)
+    return {
+        "examples_decoded": int(examples),
+        "tokens_generated": int(tokens),
+        "decode_seconds": decode_s,
+        "examples_per_s": examples / decode_s if decode_s > 0 else 0.0,
+        "tokens_per_s": tokens / decode_s if decode_s > 0 else 0.0,
+        "decode_share": decode_s / (seconds * world_size) if seconds > 0 else 0.0,
+    }
+
+
+def _results(
+    typed: Config, task, base, final, loop: RoundLoop, votes, seconds: float, throughput: dict[str, float]
+) -> dict[str, Any]:
     res: dict[str, Any] = {
         "method": typed.consolidation.name,
         "task": task.name,
@@ -371,6 +398,7 @@ def _results(typed: Config, task, base, final, loop: RoundLoop, votes, seconds: 
     res["committed"] = {"components": len(loop.space.committed), "coeff_norm": loop.space.committed.norm()}
     res["rounds"] = [{"round": r.round_idx, "committed": r.committed, **_jsonable(r.metrics)} for r in loop.history]
     res["seconds"] = seconds
+    res["throughput"] = throughput
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     return res
 
@@ -415,19 +443,7 @@ def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, fina
     atomic_write_json(out / "config.json", to_plain(typed))
     _write_samples(out / "samples.jsonl", scorer, base["test"], final["test"])
 
-    plots = []
-    first = next((r for r in loop.history if r.scores is not None), None)
-    if first is not None:
-        plots.append(
-            population_rewards(
-                first.scores.mean_rewards,
-                first.population.sigmas,
-                base[first.population.split].scores.mean_reward,
-                final[first.population.split].scores.mean_reward,
-                out / "plots" / "population_rewards.png",
-                split=first.population.split,
-            )
-        )
+    plots = draw_run_plots(out, results)  # from rounds.jsonl, which the loop wrote
     if typed.export_model:
         target = out / "model"
         tmp = out / "model.tmp"
@@ -439,32 +455,33 @@ def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, fina
 
     run = _wandb_run(loggers)
     if run is not None:
-        import wandb
-
-        run.summary.update(_flat(results))
-        for p in plots:
-            run.log({f"plots/{p.stem}": wandb.Image(str(p))})
-        table = wandb.Table(
-            columns=["prompt", "answer", "base completion", "final completion", "base reward", "final reward"]
-        )
-        for row in _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]:
-            table.add_data(*row.values())
-        run.log({"samples/test": table})
+        run.summary.update(wandb_content.run_summary(to_plain(typed), results))
+        step = loop.budget.rounds  # after the last round
+        wandb_content.log_images(run, plots, step)
+        rows = _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]
+        wandb_content.log_samples(run, "samples/end", rows, step)
 
 
-def _sample_rows(scorer: Scorer, base: Decoded, final: Decoded) -> list[dict[str, Any]]:
+def _sample_rows(scorer: Scorer, base: Decoded, final: Decoded | None = None) -> list[dict[str, Any]]:
+    """Test prompts with the reference answer and what the base (and the final) model answered."""
     rows = []
     for i, ex in enumerate(scorer.splits["test"]):
-        rows.append(
-            {
-                "prompt": ex.prompt,
-                "answer": ex.answer,
-                "base_completion": base.completions[i],
-                "final_completion": final.completions[i],
-                "base_reward": float(base.scores.rewards[i]),
-                "final_reward": float(final.scores.rewards[i]),
-            }
-        )
+        row = {
+            "prompt": ex.prompt,
+            "answer": ex.answer,
+            "base_completion": base.completions[i],
+            "base_answer": base.answers[i],
+            "base_reward": float(base.scores.rewards[i]),
+        }
+        if final is not None:
+            row.update(
+                {
+                    "final_completion": final.completions[i],
+                    "final_answer": final.answers[i],
+                    "final_reward": float(final.scores.rewards[i]),
+                }
+            )
+        rows.append(row)
     return rows
 
 
@@ -474,8 +491,15 @@ def _write_samples(path: Path, scorer: Scorer, base: Decoded, final: Decoded) ->
             f.write(json.dumps(row) + "\n")
 
 
+def _decode_part(t: dict[str, Any] | None) -> str:
+    if not t:  # runs finished before throughput was recorded
+        return ""
+    return (f" ({t['decode_share']:.0%} decoding: {t['examples_decoded']} examples, "
+            f"{t['examples_per_s']:.1f} examples/s, {t['tokens_per_s']:.0f} new tokens/s)")  # fmt: skip
+
+
 def _print_summary(res: dict[str, Any], out: Path) -> None:
-    b = res["budget"]
+    b, t = res["budget"], res.get("throughput")
     lines = [
         "",
         f"CoRP post-training of {res['model']} on {res['task']} ({res['method']}, seed {res['seed']})",
@@ -487,7 +511,7 @@ def _print_summary(res: dict[str, Any], out: Path) -> None:
     lines += [
         f"budget: {b['members_scored']} members scored, {b['example_evals']} example evaluations, "
         f"{b['candidate_evals']} candidate evaluations, {b['noise_draws']:.0f} noise draws, {b['rounds']} rounds",
-        f"time: {res['seconds']:.0f}s",
+        f"time: {res['seconds']:.0f}s{_decode_part(t)}",
         f"outputs: {out.resolve()}",
         "",
     ]

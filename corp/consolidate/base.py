@@ -108,8 +108,11 @@ class Update:
     """What an operator returns after a round."""
 
     step: Direction | None  # committed relative to the current centre; None keeps it
-    metrics: dict[str, Any] = field(default_factory=dict)  # scalars for the logger
+    metrics: dict[str, Any] = field(default_factory=dict)  # scalars for the logger (and results.json)
     done: bool = False  # no further rounds
+    # What a scalar cannot hold, for rounds.jsonl, W&B and the plots (never results.json): a list of
+    # row dicts becomes a table, a list of numbers a histogram. Observations only: nothing reads them back.
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Operator(ABC):

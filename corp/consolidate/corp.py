@@ -28,7 +28,7 @@ from corp.consolidate.base import (
 from corp.consolidate.checks import at_least as _at_least
 from corp.consolidate.checks import choice as _choice
 from corp.consolidate.checks import fail as _fail
-from corp.consolidate.stage1 import Merge, cloud_stats, merge, min_elite_size, step_unit
+from corp.consolidate.stage1 import Merge, cloud_spectrum, merge, min_elite_size, stats_from_spectrum, step_unit
 from corp.consolidate.stage2 import (
     constructive_scores,
     ess,
@@ -280,6 +280,9 @@ class CorpOperator(Operator):
             "stage1/ess": m.ess,
             "stage1/ess_first_pass": ess(m.first_pass),
             "stage1/alignment_mean": float(m.alignment.mean()),
+            "stage1/alignment_std": float(m.alignment.std()),
+            "stage1/alignment_min": float(m.alignment.min()),
+            "stage1/alignment_max": float(m.alignment.max()),
             "stage1/dispersion_rel_mean": m.relative_dispersion,
             "stage1/step_norm": cand.direction.norm(),
             "stage1/step_over_member_norm": cand.direction.norm() / m.member_norm if m.member_norm > 0 else 0.0,
@@ -290,8 +293,27 @@ class CorpOperator(Operator):
             "stage1/committed": int(commit),
             "stage1/evaluate_calls": evaluate.calls,
         }
-        metrics.update(_cloud_metrics("stage1", matrix[m.elite], m.weights))
-        return Update(step, metrics, done=self.stage == "done")
+        metrics.update(self._centre_metrics())
+        cloud_metrics, spectrum = _cloud_observations("stage1", matrix[m.elite], m.weights)
+        metrics.update(cloud_metrics)
+        details = {
+            "stage1/candidate_scores": [
+                {
+                    "q": c.merge.q,
+                    "beta": c.merge.beta,
+                    "scale": c.scale,
+                    "probe_acc": r.accuracy,
+                    "probe_reward": r.mean_reward,
+                    "step_norm": c.direction.norm(),
+                    "best": i == best,
+                }
+                for i, (c, r) in enumerate(zip(candidates, results, strict=True))
+            ],
+            "stage1/elite_members": _elite_rows(m, rewards, population.sigmas),
+            "stage1/elite_spectrum": spectrum,
+            "stage1/search_eigenvalues": _spectrum_rows(self.eigenvalues),
+        }
+        return Update(step, metrics, done=self.stage == "done", details=details)
 
     def _candidates(
         self, matrix: np.ndarray, basis: np.ndarray, scores: np.ndarray, eta: float, grid: list[float]
@@ -359,12 +381,31 @@ class CorpOperator(Operator):
             "stage2/best_beta": prop.merge.beta,
             "stage2/best_step": prop.grid,
             "stage2/selection_score": sel_scores[best],
+            "stage2/elite_size": len(prop.merge.elite),
+            "stage2/merge_ess": prop.merge.ess,
+            "stage2/alignment_mean": float(prop.merge.alignment.mean()),
+            "stage2/dispersion_rel_mean": prop.merge.relative_dispersion,
             "stage2/gate_score": gate_score,
             "stage2/gate_mean_diff": gate_mean,
             "stage2/gated": int(gated),
         }
         if math.isfinite(gate_lcb):
             metrics["stage2/gate_lcb"] = gate_lcb
+        details: dict[str, Any] = {
+            "stage2/proposal_scores": [
+                {
+                    "q": p.merge.q,
+                    "beta": p.merge.beta,
+                    "step": p.grid,
+                    "scale": p.scale,
+                    "selection_score": sel_scores[i],
+                    "selection_reward_gain": float(np.mean(sel[i].rewards - r_sel)),
+                    "best": i == best,
+                }
+                for i, p in enumerate(proposals)
+            ],
+            "stage2/elite_members": _elite_rows(prop.merge, member_scores, population.sigmas),
+        }
 
         step = None
         if gated:
@@ -377,6 +418,16 @@ class CorpOperator(Operator):
             )
             alpha, res = tries[pick]
             accept = bounds[pick] > 0 and res.accuracy >= centre.accuracy
+            details["stage2/line_search"] = [
+                {
+                    "alpha": a,
+                    "probe_acc": r.accuracy,
+                    "probe_reward": r.mean_reward,
+                    "probe_lcb": b,
+                    "picked": i == pick,
+                }
+                for i, ((a, r), b) in enumerate(zip(tries, bounds, strict=True))
+            ]
             metrics.update(
                 {
                     "stage2/alpha": alpha,
@@ -400,7 +451,7 @@ class CorpOperator(Operator):
         else:
             self.sigma *= SIGMA_DECAY
             self.rejections += 1
-        metrics.update(self._refit(population, member_scores, k))
+        metrics.update(self._refit(population, member_scores, k, details))
         self.lam = next_lambda(lam, float(np.mean(member_scores > 0)))
         self.stage2_round += 1
         if (
@@ -418,12 +469,14 @@ class CorpOperator(Operator):
                 "stage2/evaluate_calls": evaluate.calls,
             }
         )
-        return Update(step, metrics, done=self.stage == "done")
+        metrics.update(self._centre_metrics())
+        return Update(step, metrics, done=self.stage == "done", details=details)
 
-    def _refit(self, population: Population, member_scores: np.ndarray, k: int) -> dict[str, Any]:
+    def _refit(self, population: Population, member_scores: np.ndarray, k: int, details: dict) -> dict[str, Any]:
         """Refit (U, Lambda) from the positive members, softmax-weighted to the round's target ESS.
 
-        Without a positive member the previous search distribution is kept.
+        Without a positive member the previous search distribution is kept. The refitted cloud's
+        spectrum and search eigenvalues go into ``details``.
         """
         positive = np.flatnonzero(member_scores > 0)
         target = ess_target(k, self.cfg.stage2_rounds, self.cfg.ess_start, self.cfg.ess_end)
@@ -440,7 +493,11 @@ class CorpOperator(Operator):
             p = self.eigenvalues[self.eigenvalues > 0]
             metrics["stage2/search_eff_rank"] = float(np.exp(-np.sum(p * np.log(p))))
         matrix, _ = stack(cloud)
-        metrics.update(_cloud_metrics("stage2", matrix, weights))
+        cloud_metrics, spectrum = _cloud_observations("stage2", matrix, weights)
+        metrics.update(cloud_metrics)
+        details["stage2/cloud_spectrum"] = spectrum
+        details["stage2/cloud_weights"] = [float(w) for w in weights]
+        details["stage2/search_eigenvalues"] = _spectrum_rows(self.eigenvalues)
         return metrics
 
     # -- centre caches ----------------------------------------------------------------------
@@ -453,6 +510,10 @@ class CorpOperator(Operator):
         if self.centre_support is None:
             self.centre_support = evaluate(Direction.zero(), "support")
         return self.centre_support
+
+    def _centre_metrics(self) -> dict[str, float]:
+        """The centre's probe accuracy after the round, where known (read from the cache, never evaluated)."""
+        return {} if self.centre_probe is None else {"corp/centre_probe_acc": self.centre_probe.accuracy}
 
     def _moved(self, probe: Scores) -> None:
         """The centre moved to a candidate whose probe scores we already have."""
@@ -497,11 +558,40 @@ def _best(candidates: list[_Candidate], results: list[Scores]) -> int:
     )
 
 
-def _cloud_metrics(prefix: str, matrix: np.ndarray, weights: np.ndarray) -> dict[str, float]:
-    stats = cloud_stats(matrix, weights) if len(matrix) > 1 else None
+def _cloud_observations(prefix: str, matrix: np.ndarray, weights: np.ndarray) -> tuple[dict[str, float], list]:
+    """(effective rank and kappa as metrics, the eigen-spectrum as rows) of a weighted cloud, one SVD."""
+    if len(matrix) <= 1:
+        return {}, []
+    eig = cloud_spectrum(matrix, weights)
+    stats = stats_from_spectrum(matrix, weights, eig)
     if stats is None:
-        return {}
-    return {f"{prefix}/eff_rank": stats[0], f"{prefix}/kappa": stats[1]}
+        return {}, []
+    return {f"{prefix}/eff_rank": stats[0], f"{prefix}/kappa": stats[1]}, _spectrum_rows(eig)
+
+
+def _spectrum_rows(eigenvalues: np.ndarray) -> list[dict[str, float]]:
+    """Eigenvalues as table rows: 1-based component, value, share of the total."""
+    total = float(np.sum(eigenvalues))
+    return [
+        {"component": i + 1, "eigenvalue": float(e), "share": float(e) / total if total > 0 else 0.0}
+        for i, e in enumerate(eigenvalues)
+    ]
+
+
+def _elite_rows(m: Merge, scores: np.ndarray, sigmas: np.ndarray) -> list[dict[str, float]]:
+    """One row per elite member of a merge: its score and the two passes' weights."""
+    return [
+        {
+            "member": int(i),
+            "score": float(scores[i]),
+            "sigma": float(sigmas[i]),
+            "first_pass_weight": float(w1),
+            "weight": float(w2),
+            "alignment": float(a),
+            "dispersion": float(d),
+        }
+        for i, w1, w2, a, d in zip(m.elite, m.first_pass, m.weights, m.alignment, m.dispersion, strict=True)
+    ]
 
 
 def _scores_to_json(scores: Scores | None) -> dict | None:

@@ -75,7 +75,20 @@ class RandOptOperator(Operator):
             "randopt/topk_support_reward_mean": float(rewards[top].mean()),
             "randopt/top1_sigma": float(population.sigmas[top[0]]),
         }
-        return Update(population.members[top[0]], metrics, done=True)
+        details = {
+            "randopt/top_members": [
+                {
+                    "rank": r + 1,
+                    "member": int(i),
+                    "seed": int(population.seeds[i]),
+                    "sigma": float(population.sigmas[i]),
+                    "support_reward": float(rewards[i]),
+                    "support_acc": float(scores.correct[i].mean()),
+                }
+                for r, i in enumerate(top)
+            ]
+        }
+        return Update(population.members[top[0]], metrics, done=True, details=details)
 
     def test_ensemble(self) -> Ensemble | None:
         if self.ranking is None or self.population is None:

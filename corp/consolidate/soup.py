@@ -89,4 +89,19 @@ class SoupOperator(Operator):
         }
         for s, res in zip(self.cfg.scales, results, strict=True):
             metrics[f"soup/probe_acc_s{s:g}"] = res.accuracy
-        return Update(candidates[best] if commit else None, metrics, done=True)
+        details = {
+            "soup/candidate_scores": [
+                {"scale": s, "probe_acc": r.accuracy, "probe_reward": r.mean_reward, "best": i == best}
+                for i, (s, r) in enumerate(zip(self.cfg.scales, results, strict=True))
+            ],
+            "soup/top_members": [
+                {
+                    "rank": r + 1,
+                    "member": int(i),
+                    "sigma": float(population.sigmas[i]),
+                    "support_reward": float(scores.mean_rewards[i]),
+                }
+                for r, i in enumerate(top)
+            ],
+        }
+        return Update(candidates[best] if commit else None, metrics, done=True, details=details)

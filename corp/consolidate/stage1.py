@@ -123,17 +123,29 @@ def step_unit(m: Merge, scale_unit: str) -> float | None:
     return m.member_norm / norm if scale_unit == "member" else 1.0
 
 
+def cloud_spectrum(matrix: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the weighted covariance of a cloud of directions (members x seeds), largest first."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    mean = w @ matrix
+    sv = np.linalg.svd(np.sqrt(w)[:, None] * (matrix - mean), compute_uv=False)
+    return sv**2
+
+
 def cloud_stats(matrix: np.ndarray, weights: np.ndarray) -> tuple[float, float] | None:
     """(effective rank, kappa) of a weighted cloud of directions; None for a degenerate cloud.
 
     Effective rank = exp(entropy of the normalised eigenvalues of the weighted covariance);
     kappa = ||weighted mean||^2 / trace(covariance), the coherence of the mean direction.
     """
+    return stats_from_spectrum(matrix, weights, cloud_spectrum(matrix, weights))
+
+
+def stats_from_spectrum(matrix: np.ndarray, weights: np.ndarray, eig: np.ndarray) -> tuple[float, float] | None:
+    """``cloud_stats`` from an already computed ``cloud_spectrum`` (one SVD for both)."""
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     mean = w @ matrix
-    sv = np.linalg.svd(np.sqrt(w)[:, None] * (matrix - mean), compute_uv=False)
-    eig = sv**2
     trace = float(eig.sum())
     if trace <= 0:
         return None

@@ -1,0 +1,164 @@
+"""Every plot of one run, drawn from its ``rounds.jsonl`` and ``results.json`` into ``plots/``.
+
+    python -m corp.report.run_plots <run folder>     # (re)draw a finished run's plots
+
+Which plots a run gets depends on what it recorded: any population gives the reward
+distribution and reward vs sigma (and, over several rounds, reward per round); CoRP adds
+the elite's weights, the elite cloud's eigen-spectrum and the stage-1/stage-2 trajectory;
+RandOpt the vote accuracy against K.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corp.observe.rounds import read_rounds
+from corp.report import plots
+
+log = logging.getLogger(__name__)
+
+
+def _population_plots(rounds: list[dict], results: dict, folder: Path) -> list[Path]:
+    scored = [r for r in rounds if r.get("population")]
+    if not scored:
+        return []
+    first = scored[0]["population"]
+    split, rewards, sigmas = first["split"], np.asarray(first["mean_rewards"]), np.asarray(first["sigmas"])
+    base, final = results[split]["base_reward"], results[split]["final_reward"]
+    out = [
+        plots.population_rewards(rewards, sigmas, base, final, folder / "population_rewards.png", split=split),
+        plots.reward_vs_sigma(sigmas, rewards, base, folder / "reward_vs_sigma.png", split=split),
+    ]
+    if len(scored) > 1:
+        pops = [np.asarray(r["population"]["mean_rewards"]) for r in scored]
+        out.append(
+            plots.population_by_round(
+                [r["round"] for r in scored],
+                [float(p.mean()) for p in pops],
+                [float(p.std()) for p in pops],
+                [float(p.min()) for p in pops],
+                [float(p.max()) for p in pops],
+                folder / "population_by_round.png",
+            )
+        )
+    return out
+
+
+def _elite_plot(rounds: list[dict], folder: Path) -> list[Path]:
+    stage1 = next((r for r in rounds if "stage1/elite_members" in r.get("details", {})), None)
+    if stage1 is None:
+        return []
+    rows, m = stage1["details"]["stage1/elite_members"], stage1["metrics"]
+    title = (
+        f"Stage-1 elite weights: {len(rows)} members "
+        f"(q={m['stage1/best_q']:g}, β={m['stage1/best_beta']:g}, ESS {m['stage1/ess']:.1f})"
+    )
+    return [
+        plots.elite_weights(
+            np.array([r["score"] for r in rows]),
+            np.array([r["first_pass_weight"] for r in rows]),
+            np.array([r["weight"] for r in rows]),
+            np.array([r["member"] for r in rows]),
+            title,
+            folder / "elite_weights.png",
+        )
+    ]
+
+
+def _spectrum_plot(rounds: list[dict], folder: Path) -> list[Path]:
+    spectra = []
+    for r in rounds:
+        for stage, key, what in (("stage1", "stage1/elite_spectrum", "stage-1 elite"),
+                                 ("stage2", "stage2/cloud_spectrum", "stage-2 positive members")):  # fmt: skip
+            rows = r.get("details", {}).get(key)
+            if rows:
+                m = r["metrics"]
+                stats = f"eff. rank {m.get(f'{stage}/eff_rank', float('nan')):.2f}, κ {m.get(f'{stage}/kappa', float('nan')):.3g}"
+                spectra.append((f"round {r['round']}, {what} ({stats})", np.array([x["share"] for x in rows])))
+    return [plots.eigen_spectra(spectra, folder / "elite_spectrum.png")] if spectra else []
+
+
+def trajectory_points(rounds: list[dict]) -> list[dict[str, Any]]:
+    """Per CoRP round: the centre's probe accuracy entering it, the candidate's, and the outcome."""
+    points: list[dict[str, Any]] = []
+    centre = None
+    for r in rounds:
+        m = r["metrics"]
+        if "stage1/probe_acc" in m:
+            outcome = "accepted" if m["stage1/committed"] else "rejected"
+            points.append({"round": r["round"], "stage": "stage 1", "centre": m["stage1/centre_probe_acc"],
+                           "candidate": m["stage1/probe_acc"], "outcome": outcome})  # fmt: skip
+        elif "stage2/gated" in m:
+            if not m["stage2/gated"]:
+                outcome, candidate = "gate", None
+            else:
+                outcome, candidate = ("accepted" if m["stage2/accepted"] else "rejected"), m["stage2/probe_acc"]
+            points.append({"round": r["round"], "stage": f"stage 2 #{int(m['stage2/round']) + 1}", "centre": centre,
+                           "candidate": candidate, "outcome": outcome})  # fmt: skip
+        else:
+            continue
+        centre = m.get("corp/centre_probe_acc", centre)
+    return points
+
+
+def _trajectory_plot(rounds: list[dict], results: dict, folder: Path) -> list[Path]:
+    points = trajectory_points(rounds)
+    if not points:
+        return []
+    probe = results["probe"]
+    return [plots.corp_trajectory(points, probe["base"], probe["final"], folder / "stage2_trajectory.png")]
+
+
+def _vote_plot(results: dict, folder: Path) -> list[Path]:
+    vote = results.get("vote")
+    if not vote:
+        return []
+    ks = sorted(int(k) for k in vote["accuracy"])
+    return [
+        plots.vote_accuracy(
+            ks,
+            [vote["accuracy"][str(k)] for k in ks],
+            vote["member_accuracy"],
+            results["test"]["base"],
+            folder / "randopt_vote_accuracy.png",
+        )
+    ]
+
+
+def draw_run_plots(run_dir: Path, results: dict | None = None) -> list[Path]:
+    """Draw every plot that applies to the run in ``run_dir``; returns the files written.
+
+    A plot that fails is logged and skipped: the run's results are already on disk by then."""
+    run_dir = Path(run_dir)
+    if results is None:
+        results = json.loads((run_dir / "results.json").read_text())
+    rounds = read_rounds(run_dir / "rounds.jsonl")
+    folder = run_dir / "plots"
+    makers: list[Callable[[], list[Path]]] = [
+        lambda: _population_plots(rounds, results, folder),
+        lambda: _elite_plot(rounds, folder),
+        lambda: _spectrum_plot(rounds, folder),
+        lambda: _trajectory_plot(rounds, results, folder),
+        lambda: _vote_plot(results, folder),
+    ]
+    written: list[Path] = []
+    for make in makers:
+        try:
+            written += make()
+        except Exception:  # noqa: BLE001 - a plot must not cost a finished run its other outputs
+            log.exception("a plot of %s could not be drawn", run_dir)
+    return written
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "results.json").exists():
+        sys.exit("usage: python -m corp.report.run_plots <run folder holding results.json>")
+    for path in draw_run_plots(Path(sys.argv[1])):
+        print(path)

@@ -1,0 +1,217 @@
+"""What a run shows: per-round metrics and tables in W&B (read back from an offline run file),
+rounds.jsonl, the plots, the throughput block, and the operator's prefetch hints reaching the
+parameter space (fewer noise draws, the same run).
+
+Runs use the tiny random model on the custom vowel-share task of tests/test_resilience.py,
+whose rewards differ between members, so every table and plot has real content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from corp.observe.rounds import read_rounds
+from corp.perturb.space import ParameterSpace
+from tests.conftest import TINY_BUDGET, compose_config, tiny_run
+from tests.test_launchers import wandb_records
+from tests.test_resilience import EXTRA, task_args  # noqa: F401 - task_args is a fixture
+
+COMMON = ["perturbation.population_size=4", "task.support_size=8", "task.probe_size=8", "task.test_size=8"]
+CORP_PLOTS = ["population_rewards", "reward_vs_sigma", "population_by_round", "elite_weights", "elite_spectrum",
+              "stage2_trajectory"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wandb_run(tiny_model_dir, task_args, tmp_path_factory):  # noqa: F811
+    """A CoRP run (stage 1 + one stage-2 round) logged to W&B offline, without an account."""
+    from corp.run import run
+
+    out = tmp_path_factory.mktemp("wandb-run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "offline")
+        mp.setenv("WANDB_DIR", str(out / "wandb_dir"))
+        mp.setenv("WANDB_SILENT", "true")
+        mp.delenv("WANDB_API_KEY", raising=False)
+        overrides = [f"model.name_or_path={tiny_model_dir}", "logger=wandb", f"output_dir={out}", "log_samples=5",
+                     *task_args, *TINY_BUDGET, *EXTRA]  # fmt: skip
+        results = run(compose_config(overrides))
+    (run_file,) = out.glob("wandb/offline-run-*/run-*.wandb")  # what `wandb sync` uploads later
+    return out, results, run_file
+
+
+def read_back(run_file: Path) -> tuple[dict[int, dict], dict]:
+    """History values per trainer/global_step (the round), and the final summary, of a .wandb file."""
+    history: dict[int, dict] = defaultdict(dict)
+    summary: dict = {}
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            row = unflatten(record.history.item)
+            history[int(row["trainer/global_step"])].update(row)
+        elif kind == "summary":
+            summary.update(unflatten(record.summary.update))
+    return history, summary
+
+
+def unflatten(items) -> dict:
+    """Record items as {logged key: value}; a media value arrives as items keyed [key, field]."""
+    out: dict = {}
+    for item in items:
+        path = [item.key] if item.key else list(item.nested_key)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = json.loads(item.value_json)
+    return out
+
+
+def media(run_file: Path, value: dict) -> Path:
+    """The file a logged table or image points at, inside the offline run folder."""
+    return run_file.parent / "files" / value["path"]
+
+
+def test_wandb_offline_run_holds_every_round_metric_and_table(wandb_run):
+    out, results, run_file = wandb_run
+    history, _ = read_back(run_file)
+    rounds = results["rounds"]
+    assert len(rounds) == 2 and "stage1/probe_acc" in rounds[0] and "stage2/gated" in rounds[1]
+    for r in rounds:
+        logged = history[r["round"]]
+        for key in ("population/reward_mean", "population/reward_std", "population/reward_min",
+                    "population/reward_max", "budget/noise_draws", "budget/noise_draws_round",
+                    "throughput/examples_per_s", "throughput/tokens_per_s", "round/committed"):  # fmt: skip
+            assert isinstance(logged[key], (int, float)), key
+        assert logged["population/reward_hist"]["_type"] == "histogram"
+        for key, value in r.items():  # every operator metric reached W&B with its value
+            if key not in ("round", "committed"):
+                assert logged[key] == pytest.approx(float(value)), key
+    stage1 = history[0]
+    for key in ("stage1/elite_size", "stage1/ess", "stage1/alignment_mean", "stage1/dispersion_rel_mean",
+                "stage1/eff_rank", "stage1/kappa", "population/sigma_0.5/reward_mean"):  # fmt: skip
+        assert key in stage1, key
+    assert {"stage2/gated", "stage2/accepted", "stage2/gate_score"} <= set(history[1])
+    candidates = json.loads(media(run_file, stage1["stage1/candidate_scores"]).read_text())
+    assert {"q", "beta", "scale", "probe_acc"} <= set(candidates["columns"])
+    assert len(candidates["data"]) == rounds[0]["stage1/candidates"]
+    elite = json.loads(media(run_file, stage1["stage1/elite_members"]).read_text())
+    weights = [row[elite["columns"].index("weight")] for row in elite["data"]]
+    assert len(weights) == rounds[0]["stage1/elite_size"] and sum(weights) == pytest.approx(1.0)
+    draws = sum(history[r["round"]]["budget/noise_draws_round"] for r in rounds)
+    assert draws == pytest.approx(history[len(rounds) - 1]["budget/noise_draws"])  # per-round deltas add up
+
+
+def test_wandb_offline_run_holds_samples_plots_and_summary(wandb_run):
+    out, results, run_file = wandb_run
+    history, summary = read_back(run_file)
+    logged = {k: v for row in history.values() for k, v in row.items()}
+    start = json.loads(media(run_file, logged["samples/start"]).read_text())
+    end = json.loads(media(run_file, logged["samples/end"]).read_text())
+    assert {"prompt", "base_completion", "base_answer", "base_reward"} <= set(start["columns"])
+    assert "final_completion" not in start["columns"]  # logged before training
+    assert {"prompt", "base_answer", "final_answer", "final_reward"} <= set(end["columns"])
+    assert len(start["data"]) == len(end["data"]) == 5  # log_samples
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    col = end["columns"].index("final_completion")
+    assert [row[col] for row in end["data"]] == [s["final_completion"] for s in samples[:5]]
+    for name in CORP_PLOTS:
+        image = logged[f"plots/{name}"]
+        assert image["_type"] == "image-file" and media(run_file, image).stat().st_size > 10_000, name
+    assert summary["config/seed"] == 0 and summary["config/perturbation/population_size"] == 4
+    assert summary["config/consolidation/name"] == "corp"
+    assert summary["results/test/final"] == results["test"]["final"]
+    assert summary["results/budget/noise_draws"] == results["budget"]["noise_draws"]
+    assert summary["results/throughput/examples_decoded"] == results["throughput"]["examples_decoded"]
+
+
+def valid_png(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.verify()
+    with Image.open(path) as image:
+        image.load()  # decodes every pixel: a truncated file fails here
+        return image.size
+
+
+def test_corp_run_draws_every_plot(wandb_run):
+    out, _, _ = wandb_run
+    for name in CORP_PLOTS:
+        width, height = valid_png(out / "plots" / f"{name}.png")
+        assert width >= 600 and height >= 400, name
+
+
+def test_randopt_run_plots_accuracy_against_k(tiny_model_dir, task_args, tmp_path):  # noqa: F811
+    res = tiny_run(tiny_model_dir, tmp_path, [*task_args, *EXTRA, "consolidation=randopt",
+                                              "consolidation.vote_ks=[1,3]"], budget=COMMON)  # fmt: skip
+    assert set(res["vote"]["accuracy"]) == {"1", "3"}
+    for name in ("population_rewards", "reward_vs_sigma", "randopt_vote_accuracy"):
+        valid_png(tmp_path / "plots" / f"{name}.png")
+    (entry,) = read_rounds(tmp_path / "rounds.jsonl")
+    top = entry["details"]["randopt/top_members"]
+    assert [t["rank"] for t in top] == [1, 2, 3]
+    assert top[0]["support_reward"] == max(entry["population"]["mean_rewards"])
+
+
+def test_results_json_has_the_run_throughput(wandb_run):
+    _, results, _ = wandb_run
+    t = results["throughput"]
+    assert t["examples_decoded"] >= results["budget"]["example_evals"] + 2 * 3 * 8  # training + base/final splits
+    assert t["tokens_generated"] > 0 and t["decode_seconds"] > 0
+    assert t["examples_per_s"] == pytest.approx(t["examples_decoded"] / t["decode_seconds"])
+    assert 0 < t["decode_share"] <= 1
+
+
+def test_rounds_jsonl_is_rewritten_not_duplicated_when_a_run_is_replayed(tiny_model_dir, task_args, tmp_path):  # noqa: F811
+    args = [*task_args, *EXTRA]
+    first = tiny_run(tiny_model_dir, tmp_path, args)
+    before = read_rounds(tmp_path / "rounds.jsonl")
+    assert [r["round"] for r in before] == [r["round"] for r in first["rounds"]]
+    (tmp_path / "results.json").unlink()  # as if killed just before the end
+    (tmp_path / "checkpoints" / "last.json").unlink()
+    replayed = tiny_run(tiny_model_dir, tmp_path, args)  # resume=auto: replays every round from the saved scores
+    assert replayed["throughput"]["examples_decoded"] < first["throughput"]["examples_decoded"]  # nothing redone
+    after = read_rounds(tmp_path / "rounds.jsonl")
+    assert [r["round"] for r in after] == [r["round"] for r in before]
+    for a, b in zip(after, before, strict=True):
+        assert a["details"] == b["details"] and a["population"] == b["population"]
+
+
+def test_read_rounds_skips_only_a_torn_last_line(tmp_path):
+    path = tmp_path / "rounds.jsonl"
+    path.write_text('{"round": 0}\n{"round": 1}\n{"rou')
+    assert [r["round"] for r in read_rounds(path)] == [0, 1]
+    path.write_text('{"round": 0}\n{"rou\n{"round": 2}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_rounds(path)
+
+
+def test_wandb_tables_take_answers_of_mixed_and_structured_types():
+    from corp.observe.wandb_content import table
+
+    t = table([{"answer": 42, "tests": ["assert f(1) == 2"]}, {"answer": "x", "reward": None}])
+    assert t.columns == ["answer", "tests", "reward"]
+    assert t.data == [[42, '["assert f(1) == 2"]', None], ["x", None, None]]
+
+
+def comparable(out: Path) -> dict:
+    """results.json without what timing or noise regeneration change."""
+    res = json.loads((out / "results.json").read_text())
+    for key in ("seconds", "peak_rss_mb", "throughput"):
+        res.pop(key)
+    res["budget"].pop("noise_draws")
+    return res
+
+
+def test_prefetch_hints_save_noise_draws_and_change_nothing_else(tiny_model_dir, task_args, tmp_path, monkeypatch):  # noqa: F811
+    args = [*task_args, *EXTRA]
+    hinted = tiny_run(tiny_model_dir, tmp_path / "hints", args)
+    monkeypatch.setattr(ParameterSpace, "prefetch", lambda self, directions, basis=False: None)
+    unhinted = tiny_run(tiny_model_dir, tmp_path / "no_hints", args)
+    assert hinted["rounds"][0]["stage1/committed"] == 1  # stage 2 ran around a basis the hint announced
+    assert hinted["budget"]["noise_draws"] < unhinted["budget"]["noise_draws"]
+    assert (tmp_path / "hints" / "direction.json").read_text() == (tmp_path / "no_hints" / "direction.json").read_text()
+    assert comparable(tmp_path / "hints") == comparable(tmp_path / "no_hints")
