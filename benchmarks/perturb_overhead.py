@@ -5,10 +5,11 @@ Measured in one run on the embedded model (numbers are ratios of figures taken h
     python benchmarks/perturb_overhead.py [--members 3] [--populations 8 128] [--noise-cache-mb 0] [--threads N]
 
 1. For a few members: time of ``space.apply`` + ``space.restore`` vs time of scoring
-   that member on the default run's support split (default task and sizes); the machine's
-   raw ``torch.randn`` + copy over the same number of weights, timed next to each member,
-   is printed as the floor (a member needs at least one Gaussian per weight and one pass
-   to put the centre back). Medians over the members.
+   that member on the default run's support split (default task and sizes), for each noise
+   mode ("independent": one serial stream per tensor; "chunked": blocks drawn by all torch
+   threads); the machine's raw ``torch.randn`` + copy over the same number of weights,
+   timed next to each member, is printed as the floor (one serial Gaussian stream per
+   weight and one pass to put the centre back). Medians over the members.
 2. Peak resident memory of complete ``train.py`` runs (tiny splits, stage 1 only)
    with population 8 and 128: memory must not grow with the population.
 """
@@ -51,39 +52,46 @@ def perturb_vs_score(members: int) -> None:
     task = build_task(cfg.task)
     splits = task.splits({s: getattr(cfg.task, f"{s}_size") for s in SPLITS}, cfg.task.data_seed)
     model, tok = load_model(cfg.model)
-    space = ParameterSpace(model, NoiseSource())
+    # One space per noise mode over the same live weights; each restores them before the next.
+    spaces = {mode: ParameterSpace(model, NoiseSource(mode)) for mode in ("independent", "chunked")}
     scorer = Scorer(model, tok, task, splits, cfg.model.chat_template, cfg.model.batch_size)
     scorer.score("support")  # warm-up
-    n = space.dim
+    n = spaces["chunked"].dim
     buf, dst = torch.randn(n), torch.empty(n).fill_(0.0)  # touched: no first-use page faults in the floor
-    floors, applies, restores, scores = [], [], [], []
-    for k in range(members):  # the floor is re-measured next to each member: load changes by the minute
+    floors, scores = [], []
+    applies: dict[str, list[float]] = {mode: [] for mode in spaces}
+    restores: dict[str, list[float]] = {mode: [] for mode in spaces}
+    for k in range(members):  # everything is re-measured next to each member: load changes by the minute
         t0 = time.perf_counter()
         torch.randn(n, out=buf)
         dst.copy_(buf)
-        t1 = time.perf_counter()
-        space.apply(Direction.from_seed(1000 + k, cfg.perturbation.sigmas[0]))
-        t2 = time.perf_counter()
-        scorer.score("support")
-        t3 = time.perf_counter()
-        space.restore()
-        t4 = time.perf_counter()
-        floors.append(t1 - t0)
-        applies.append(t2 - t1)
-        scores.append(t3 - t2)
-        restores.append(t4 - t3)
-    apply, restore, score, floor = (float(np.median(x)) for x in (applies, restores, scores, floors))
+        floors.append(time.perf_counter() - t0)
+        for mode, space in spaces.items():
+            t1 = time.perf_counter()
+            space.apply(Direction.from_seed(1000 + k, cfg.perturbation.sigmas[0]))
+            applies[mode].append(time.perf_counter() - t1)
+            if mode == cfg.perturbation.noise_mode:  # the member is scored once, under the default mode
+                t2 = time.perf_counter()
+                scorer.score("support")
+                scores.append(time.perf_counter() - t2)
+            t3 = time.perf_counter()
+            space.restore()
+            restores[mode].append(time.perf_counter() - t3)
+    score, floor = float(np.median(scores)), float(np.median(floors))
     print(
-        f"perturbed weights: {n / 1e6:.1f}M in {len(space.params)} tensors; support split: "
+        f"perturbed weights: {n / 1e6:.1f}M in {len(spaces['chunked'].params)} tensors; support split: "
         f"{len(splits['support'])} examples; {torch.get_num_threads()} threads; medians of {members} members"
     )
-    print(f"perturb + restore per member: {apply + restore:.3f}s (apply {apply:.3f}s, restore {restore:.3f}s)")
     print(f"scoring per member:           {score:.3f}s")
-    print(f"overhead fraction:            {(apply + restore) / score:.1%} of scoring time")
-    print(
-        f"floor (raw randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s = {floor / score:.1%} of scoring; "
-        f"perturb + restore = {(apply + restore) / floor:.2f}x the floor"
-    )
+    print(f"floor (one torch.randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s = {floor / score:.1%} of scoring")
+    for mode in spaces:
+        apply, restore = float(np.median(applies[mode])), float(np.median(restores[mode]))
+        default = " (the default)" if mode == cfg.perturbation.noise_mode else ""
+        print(
+            f"noise_mode={mode}{default}: perturb + restore {apply + restore:.3f}s "
+            f"(apply {apply:.3f}s, restore {restore:.3f}s) = {(apply + restore) / score:.1%} of scoring, "
+            f"{(apply + restore) / floor:.2f}x the floor"
+        )
 
 
 def peak_memory(populations: list[int], noise_cache_mb: float | None) -> None:

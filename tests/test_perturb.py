@@ -7,17 +7,25 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from corp.perturb.dense import MAX_SLOTS
 from corp.perturb.direction import Direction, weighted_svd
-from corp.perturb.noise import NoiseSource, tensor_seed
+from corp.perturb.noise import CHUNK, NoiseSource, tensor_seed
 from corp.perturb.space import ParameterSpace
 
 
-def tiny_llama(dtype=torch.float32) -> LlamaForCausalLM:
+def tiny_llama(dtype=torch.float32, vocab_size=256) -> LlamaForCausalLM:
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
     )  # fmt: skip
     return LlamaForCausalLM(cfg).to(dtype)
+
+
+MODES = ["independent", "chunked"]
+
+
+def tiny(mode: str, dtype=torch.float32) -> LlamaForCausalLM:
+    """The tiny model; in "chunked" mode with an embedding of several noise blocks."""
+    return tiny_llama(dtype, vocab_size=3000 if mode == "chunked" else 256)
 
 
 def dense(space: ParameterSpace, direction: Direction) -> torch.Tensor:
@@ -55,6 +63,41 @@ def test_shared_mode_reproduces_upstream_same_seed_per_tensor():
     assert tensor_seed(3, "a") != tensor_seed(3, "b")
     with pytest.raises(ValueError, match="noise_mode"):
         NoiseSource("bogus")
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's thread count inside a test; the previous count comes back afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_chunked_noise_is_the_same_for_any_thread_count(torch_threads):
+    n = 3 * CHUNK + 17
+    torch_threads(1)
+    one = NoiseSource("chunked").noise(5, "w", (n,))
+    torch_threads(2)
+    two = NoiseSource("chunked").noise(5, "w", (n,))
+    assert torch.equal(one, two)
+    blocks = one[: 3 * CHUNK].view(3, CHUNK)
+    corr = torch.corrcoef(blocks).fill_diagonal_(0)
+    assert corr.abs().max() < 0.02  # each block is its own stream, not a copy of the first
+    assert abs(one.mean()) < 0.01 and abs(one.std() - 1) < 0.01
+    assert not torch.equal(one, NoiseSource("independent").noise(5, "w", (n,)))
+
+
+def test_chunked_mode_builds_the_same_model_at_any_thread_count(torch_threads):
+    d = Direction.from_pairs([(11, 0.01), (12, -0.02)])
+    committed = []
+    for threads in (1, 2):
+        torch_threads(threads)
+        space = ParameterSpace(tiny_llama(vocab_size=3000), NoiseSource("chunked"))  # embedding: 3 blocks
+        base = live_flat(space)
+        space.commit(d)
+        committed.append(live_flat(space))
+        assert torch.allclose(committed[-1], base + dense(space, d), atol=1e-6)
+    assert torch.equal(committed[0], committed[1])
 
 
 def test_direction_algebra_on_coefficients():
@@ -117,9 +160,10 @@ def test_apply_and_restore_are_exact_over_many_cycles(dtype):
         assert torch.equal(p, before[n]), n
 
 
-def test_apply_sets_centre_plus_direction():
-    model = tiny_llama()
-    space = ParameterSpace(model, NoiseSource())
+@pytest.mark.parametrize("mode", MODES)
+def test_apply_sets_centre_plus_direction(mode):
+    model = tiny(mode)
+    space = ParameterSpace(model, NoiseSource(mode))
     base = live_flat(space)
     d = Direction.from_pairs([(11, 0.01), (12, -0.02)])
     with space.perturbed(d):
@@ -127,9 +171,10 @@ def test_apply_sets_centre_plus_direction():
     assert torch.equal(live_flat(space), base)
 
 
-def test_commit_is_rebuildable_bit_exactly_from_the_saved_direction():
-    model = tiny_llama()
-    space = ParameterSpace(model, NoiseSource())
+@pytest.mark.parametrize("mode", MODES)
+def test_commit_is_rebuildable_bit_exactly_from_the_saved_direction(mode):
+    model = tiny(mode)
+    space = ParameterSpace(model, NoiseSource(mode))
     space.commit(Direction.from_pairs([(1, 0.01), (2, 0.02)]))
     space.commit(Direction.from_pairs([(2, -0.005), (3, 0.01)]))
     centre = live_flat(space)
@@ -137,7 +182,7 @@ def test_commit_is_rebuildable_bit_exactly_from_the_saved_direction():
         pass
     assert torch.equal(live_flat(space), centre)
 
-    fresh = ParameterSpace(tiny_llama(), NoiseSource())
+    fresh = ParameterSpace(tiny(mode), NoiseSource(mode))
     fresh.load_committed(Direction.from_json(space.committed.to_json()))
     assert torch.equal(live_flat(fresh), centre)
 
@@ -153,9 +198,10 @@ def test_include_exclude_patterns_select_parameters():
         ParameterSpace(model, NoiseSource(), include=["nothing*"])
 
 
-def test_rescaled_direction_reuses_the_dense_cache_without_new_noise():
-    model = tiny_llama()
-    space = ParameterSpace(model, NoiseSource())
+@pytest.mark.parametrize("mode", MODES)
+def test_rescaled_direction_reuses_the_dense_cache_without_new_noise(mode):
+    model = tiny(mode)
+    space = ParameterSpace(model, NoiseSource(mode))
     base = live_flat(space)
     d = Direction.from_pairs([(1, 0.01), (2, -0.02), (3, 0.005)])
     space.apply(d)
@@ -165,7 +211,7 @@ def test_rescaled_direction_reuses_the_dense_cache_without_new_noise():
     assert torch.allclose(live_flat(space), base + 4.0 * dense(space, d), atol=1e-6)
     space.restore()
     assert torch.equal(live_flat(space), base)
-    uncached = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
+    uncached = ParameterSpace(tiny(mode), NoiseSource(mode), dense_cache=False)
     uncached.apply(4.0 * d)
     assert torch.allclose(live_flat(uncached), base + 4.0 * dense(space, d), atol=1e-6)
 
@@ -174,14 +220,15 @@ def draws(space: ParameterSpace) -> float:
     return space.noise.tensor_draws / len(space.params)
 
 
-def test_announced_directions_are_built_in_one_pass_over_their_seeds():
+@pytest.mark.parametrize("mode", MODES)
+def test_announced_directions_are_built_in_one_pass_over_their_seeds(mode):
     """Stage 1: every (q, beta) merge of one elite, each tried at several step sizes."""
     rng = np.random.default_rng(0)
     seeds = np.arange(10, 20)
     candidates = [Direction(seeds, rng.normal(size=10) * 0.01) for _ in range(3)]
-    budget = 4 * 4 * sum(p.numel() for p in tiny_llama().parameters()) / 2**20  # four rows
-    plain = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
-    fast = ParameterSpace(tiny_llama(), NoiseSource(), noise_cache_mb=budget)
+    budget = 4 * 4 * sum(p.numel() for p in tiny(mode).parameters()) / 2**20  # four rows
+    plain = ParameterSpace(tiny(mode), NoiseSource(mode), dense_cache=False)
+    fast = ParameterSpace(tiny(mode), NoiseSource(mode), noise_cache_mb=budget)
     assert fast.dense.slots == 4
     fast.prefetch(candidates)
     for d in candidates:
@@ -195,14 +242,15 @@ def test_announced_directions_are_built_in_one_pass_over_their_seeds():
     assert torch.equal(live_flat(fast), live_flat(plain))
 
 
-def test_members_on_a_cached_basis_cost_one_draw_each():
+@pytest.mark.parametrize("mode", MODES)
+def test_members_on_a_cached_basis_cost_one_draw_each(mode):
     """Stage 2: a member is one fresh seed plus a combination of r principal directions."""
     rng = np.random.default_rng(1)
     cloud = [Direction(np.arange(100, 112), rng.normal(size=12)) for _ in range(6)]
     components, _, _ = weighted_svd(cloud, rank=3, center=False)
-    budget = 5 * 4 * sum(p.numel() for p in tiny_llama().parameters()) / 2**20
-    plain = ParameterSpace(tiny_llama(), NoiseSource(), dense_cache=False)
-    fast = ParameterSpace(tiny_llama(), NoiseSource(), noise_cache_mb=budget)
+    budget = 5 * 4 * sum(p.numel() for p in tiny(mode).parameters()) / 2**20
+    plain = ParameterSpace(tiny(mode), NoiseSource(mode), dense_cache=False)
+    fast = ParameterSpace(tiny(mode), NoiseSource(mode), noise_cache_mb=budget)
     fast.prefetch(components, basis=True)
     assert draws(fast) == 12  # the basis: one pass over its seeds
     members = [
@@ -222,11 +270,12 @@ def test_members_on_a_cached_basis_cost_one_draw_each():
     assert draws(fast) - before == 3
 
 
-def test_dense_rows_never_change_commits_or_restore():
+@pytest.mark.parametrize("mode", MODES)
+def test_dense_rows_never_change_commits_or_restore(mode):
     d = Direction.from_pairs([(1, 0.01), (2, -0.02), (3, 0.005)])
     for dtype in (torch.float32, torch.bfloat16):
-        plain = ParameterSpace(tiny_llama(dtype), NoiseSource(), dense_cache=False)
-        fast = ParameterSpace(tiny_llama(dtype), NoiseSource(), noise_cache_mb=1.0)
+        plain = ParameterSpace(tiny(mode, dtype), NoiseSource(mode), dense_cache=False)
+        fast = ParameterSpace(tiny(mode, dtype), NoiseSource(mode), noise_cache_mb=1.0)
         fast.prefetch([d])
         fast.apply(2.0 * d)
         centre = live_flat(plain)

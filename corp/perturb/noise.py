@@ -4,15 +4,30 @@ Each tensor gets its own stream, derived by hashing the member seed together wit
 tensor's name, so tensors of equal shape in different layers get independent noise.
 The published RandOpt/ES/CoRP code re-seeds one generator with the same seed for every
 tensor instead; ``mode="shared"`` reproduces that for comparison only.
+
+``mode="chunked"`` splits every tensor into blocks of ``CHUNK`` elements, each with its own
+stream seeded by (seed, tensor, block). One CPU ``torch.randn`` is a serial Mersenne-Twister
+loop, so a whole-model draw cannot use more than one core; independent blocks can be drawn
+by several threads at once. The blocks, not the threads, define the noise: the result is
+the same for any thread count. On other devices a tensor is one stream, as in
+"independent" mode: their generators are parallel already, and their streams differ from
+the CPU's in every mode.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import torch
 
-NOISE_MODES = ("independent", "shared")
+NOISE_MODES = ("independent", "shared", "chunked")
+CHUNK = 1 << 16  # elements per block in "chunked" mode; changing it changes what a seed means
+
+Target = tuple[torch.Tensor, float, "torch.Tensor | None"]  # (out, alpha, start) of NoiseSource.add_noise
 
 
 def tensor_seed(seed: int, name: str, mode: str = "independent") -> int:
@@ -21,6 +36,11 @@ def tensor_seed(seed: int, name: str, mode: str = "independent") -> int:
         return int(seed) & 0x7FFF_FFFF_FFFF_FFFF
     digest = hashlib.blake2b(f"{int(seed)}/{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def chunk_seed(seed: int, name: str, block: int) -> int:
+    """The generator seed of block ``block`` of tensor ``name`` in "chunked" mode."""
+    return tensor_seed(seed, f"{name}#{block}")
 
 
 class NoiseSource:
@@ -39,6 +59,9 @@ class NoiseSource:
         self.tensor_draws = 0
         self.elements = 0
         self._generators: dict[torch.device, torch.Generator] = {}
+        self._local = threading.local()  # one generator per worker thread in "chunked" mode
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_threads = 0
 
     @property
     def draws(self) -> float:
@@ -59,10 +82,83 @@ class NoiseSource:
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """eps(seed)[name]: standard normal, identical on every call and machine of one device type."""
-        gen = self._generator(torch.device(device))
-        gen.manual_seed(tensor_seed(seed, name, self.mode))
         self.tensor_draws += 1
         self.elements += int(torch.Size(shape).numel())
+        if self.mode == "chunked" and torch.device(device).type == "cpu":
+            if out is None:
+                out = torch.empty(shape, device=device, dtype=dtype)
+            self._chunked(seed, name, out)
+            return out
+        gen = self._generator(torch.device(device))
+        gen.manual_seed(tensor_seed(seed, name, self.mode))
         if out is not None:
             return torch.randn(shape, generator=gen, out=out)
         return torch.randn(shape, generator=gen, device=device, dtype=dtype)
+
+    def add_noise(self, seed: int, name: str, targets: list[Target], scratch: torch.Tensor) -> None:
+        """``out = start + alpha * eps(seed)[name]`` for every ``(out, alpha, start)`` of ``targets``.
+
+        All tensors are flat fp32 views of the tensor's ``n`` elements; ``start=None`` means
+        ``out`` itself. One draw serves every target. ``scratch`` (n elements, the targets'
+        device) holds the noise where it is drawn whole; in "chunked" mode on CPU each block
+        is drawn and added by one worker thread, so no whole-tensor pass waits on another.
+        """
+        n = targets[0][0].numel()
+        if self.mode != "chunked" or scratch.device.type != "cpu":
+            eps = self.noise(seed, name, (n,), device=scratch.device, out=scratch[:n])
+            for out, alpha, start in targets:
+                torch.add(out if start is None else start, eps, alpha=alpha, out=out)
+            return
+        self.tensor_draws += 1
+        self.elements += n
+        arrays = [(out.numpy(), float(alpha), None if start is None else start.numpy()) for out, alpha, start in targets]
+
+        def fill(blocks: list[int]) -> None:
+            eps, tmp, gen = self._worker_state()
+            for b in blocks:
+                lo, hi = b * CHUNK, min((b + 1) * CHUNK, n)
+                gen.manual_seed(chunk_seed(seed, name, b))
+                torch.randn((hi - lo,), generator=gen, out=eps[: hi - lo])
+                e, t = eps.numpy()[: hi - lo], tmp[: hi - lo]
+                for out, alpha, start in arrays:  # numpy: single-threaded, so workers never wait on OpenMP
+                    np.multiply(e, np.float32(alpha), out=t)
+                    np.add(out[lo:hi] if start is None else start[lo:hi], t, out=out[lo:hi])
+
+        self._in_parallel(fill, -(-n // CHUNK))
+
+    def _chunked(self, seed: int, name: str, out: torch.Tensor) -> None:
+        """Fill ``out`` (CPU, contiguous) block by block, in parallel when torch has threads."""
+        flat = out.view(-1)
+
+        def fill(blocks: list[int]) -> None:
+            gen = self._worker_state()[2]
+            for b in blocks:
+                view = flat[b * CHUNK : (b + 1) * CHUNK]
+                gen.manual_seed(chunk_seed(seed, name, b))
+                torch.randn(view.shape, generator=gen, out=view)
+
+        self._in_parallel(fill, -(-flat.numel() // CHUNK))
+
+    def _worker_state(self) -> tuple[torch.Tensor, np.ndarray, torch.Generator]:
+        """This thread's block buffers and generator, made on first use."""
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = self._local.state = (torch.empty(CHUNK), np.empty(CHUNK, np.float32), torch.Generator())
+        return state
+
+    def _in_parallel(self, fill: Callable[[list[int]], None], num_blocks: int) -> None:
+        """Run ``fill`` over blocks 0..num_blocks-1, split into one share per torch thread."""
+        threads = min(torch.get_num_threads(), num_blocks)
+        if threads == 1:
+            fill(list(range(num_blocks)))
+            return
+        if self._pool_threads < threads - 1:  # trainer.num_threads may change between runs
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="corp-noise")
+            self._pool_threads = threads - 1
+        shares = [list(range(i, num_blocks, threads)) for i in range(threads)]
+        pending = [self._pool.submit(fill, share) for share in shares[1:]]
+        fill(shares[0])  # the calling thread takes a share too: few hand-offs per tensor
+        for job in pending:
+            job.result()

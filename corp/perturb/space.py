@@ -159,9 +159,8 @@ class ParameterSpace:
                     else:
                         dest.zero_()
                 for seed, targets in users.items():
-                    eps = self.noise.noise(seed, name, (n,), device=param.device, out=self._noise_buf[:n])
-                    for row, coeff in targets:
-                        data[row, offset : offset + n].add_(eps, alpha=coeff)
+                    rows_of_seed = [(data[row, offset : offset + n], coeff, None) for row, coeff in targets]
+                    self.noise.add_noise(seed, name, rows_of_seed, scratch=self._noise_buf)
         for row, d in zip(rows, group):
             self.dense.store(row, d)
         return rows
@@ -235,14 +234,12 @@ class ParameterSpace:
                 if plan.slots:
                     self._combine(plan, offset, n, out=acc, start=centre)
                 elif seeds:  # first seed fused with the centre copy: one pass
-                    eps = self.noise.noise(seeds[0], name, (n,), device=param.device, out=self._noise_buf[:n])
-                    torch.add(centre, eps, alpha=coeffs[0], out=acc)
+                    self.noise.add_noise(seeds[0], name, [(acc, coeffs[0], centre)], scratch=self._noise_buf)
                     k = 1
                 else:
                     acc.copy_(centre)
                 for seed, coeff in zip(seeds[k:], coeffs[k:]):
-                    eps = self.noise.noise(seed, name, (n,), device=param.device, out=self._noise_buf[:n])
-                    acc.add_(eps, alpha=coeff)
+                    self.noise.add_noise(seed, name, [(acc, coeff, None)], scratch=self._noise_buf)
                 if not direct:
                     target.copy_(acc.view(target.shape))
 
@@ -258,21 +255,15 @@ class ParameterSpace:
         with torch.no_grad():
             for name, param in self.params:
                 n = param.numel()
-                target = targets[name]
-                acc = None
+                target, begin = targets[name], start[name].view(-1)
+                if len(seeds) == 1 and target.dtype == torch.float32 and target.is_contiguous():
+                    self.noise.add_noise(seeds[0], name, [(target.view(-1), coeffs[0], begin)], self._noise_buf)
+                    continue
+                acc = self._acc_buf[:n]
+                acc.copy_(begin)
                 for seed, coeff in zip(seeds, coeffs):
-                    eps = self.noise.noise(
-                        seed, name, param.shape, device=param.device, out=self._noise_buf[:n].view(param.shape)
-                    )
-                    if len(seeds) == 1 and target.dtype == torch.float32:
-                        torch.add(start[name], eps, alpha=coeff, out=target)
-                        break
-                    if acc is None:
-                        acc = self._acc_buf[:n].view(param.shape)
-                        acc.copy_(start[name])
-                    acc.add_(eps, alpha=coeff)
-                else:
-                    target.copy_(acc if acc is not None else start[name].expand_as(target))
+                    self.noise.add_noise(seed, name, [(acc, coeff, None)], scratch=self._noise_buf)
+                target.copy_(acc.view(param.shape))
 
     def _live(self) -> dict[str, torch.Tensor]:
         return {n: p.data for n, p in self.params}
