@@ -38,9 +38,10 @@ def tensor_seed(seed: int, name: str, mode: str = "independent") -> int:
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def chunk_seed(seed: int, name: str, block: int) -> int:
-    """The generator seed of block ``block`` of tensor ``name`` in "chunked" mode."""
-    return tensor_seed(seed, f"{name}#{block}")
+def draw_block(gen: torch.Generator, seed: int, name: str, block: int, out: torch.Tensor) -> None:
+    """Block ``block`` of eps(seed)[name] in "chunked" mode: its own stream, seeded by all three."""
+    gen.manual_seed(tensor_seed(seed, f"{name}#{block}"))
+    torch.randn(out.shape, generator=gen, out=out)
 
 
 class NoiseSource:
@@ -59,7 +60,7 @@ class NoiseSource:
         self.tensor_draws = 0
         self.elements = 0
         self._generators: dict[torch.device, torch.Generator] = {}
-        self._local = threading.local()  # one generator per worker thread in "chunked" mode
+        self._local = threading.local()  # each worker thread's generator and block buffers ("chunked")
         self._pool: ThreadPoolExecutor | None = None
         self._pool_threads = 0
 
@@ -117,8 +118,7 @@ class NoiseSource:
             eps, tmp, gen = self._worker_state()
             for b in blocks:
                 lo, hi = b * CHUNK, min((b + 1) * CHUNK, n)
-                gen.manual_seed(chunk_seed(seed, name, b))
-                torch.randn((hi - lo,), generator=gen, out=eps[: hi - lo])
+                draw_block(gen, seed, name, b, eps[: hi - lo])
                 e, t = eps.numpy()[: hi - lo], tmp[: hi - lo]
                 for out, alpha, start in arrays:  # numpy: single-threaded, so workers never wait on OpenMP
                     np.multiply(e, np.float32(alpha), out=t)
@@ -133,9 +133,7 @@ class NoiseSource:
         def fill(blocks: list[int]) -> None:
             gen = self._worker_state()[2]
             for b in blocks:
-                view = flat[b * CHUNK : (b + 1) * CHUNK]
-                gen.manual_seed(chunk_seed(seed, name, b))
-                torch.randn(view.shape, generator=gen, out=view)
+                draw_block(gen, seed, name, b, flat[b * CHUNK : (b + 1) * CHUNK])
 
         self._in_parallel(fill, -(-flat.numel() // CHUNK))
 
