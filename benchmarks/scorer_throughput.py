@@ -1,7 +1,7 @@
 """Scorer throughput against plain ``model.generate``, side by side in one process.
 
     python benchmarks/scorer_throughput.py [--tasks arithmetic countdown] [--examples 128]
-        [--batch-size 64] [--repeats 3] [--device cpu] [--dtype auto] [--threads N]
+        [--batch-size 64] [--repeats 3] [--device cpu] [--dtype auto] [--threads N] [--profile]
 
 For each task, the same prompts (the task's support split, tokenised by the scorer) are
 decoded by both paths at the same batch size: the baseline is ``model.generate`` on
@@ -43,7 +43,9 @@ def task_config(task: str, examples: int):
         return validate(compose(config_name="config", overrides=overrides))
 
 
-def compare(name: str, examples: int, batch_size: int | None, repeats: int, device: str, dtype: str) -> dict:
+def compare(
+    name: str, examples: int, batch_size: int | None, repeats: int, device: str, dtype: str, profile: bool = False
+) -> dict:
     cfg = task_config(name, examples)
     cfg.model.dtype = dtype
     task = build_task(cfg.task)
@@ -96,6 +98,10 @@ def compare(name: str, examples: int, batch_size: int | None, repeats: int, devi
     for a, b in zip(plain_text, fast_text):
         if task.extract(a) != task.extract(b):
             print(f"  differs: plain {a!r} vs scorer {b!r}")
+    if profile:  # where the scorer's time goes: shares of self CPU time per operator
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            scorer.score("support")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
     return {"task": name, "speedup": best_plain / best_fast, "agreement": same_answer}
 
 
@@ -108,8 +114,12 @@ if __name__ == "__main__":
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--profile", action="store_true", help="also print the scorer's top operators by CPU time")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [compare(t, args.examples, args.batch_size, args.repeats, args.device, args.dtype) for t in args.tasks]
+    rows = [
+        compare(t, args.examples, args.batch_size, args.repeats, args.device, args.dtype, args.profile)
+        for t in args.tasks
+    ]
     print("\nsummary: " + "; ".join(f"{r['task']} {r['speedup']:.2f}x, agreement {r['agreement']:.2%}" for r in rows))
