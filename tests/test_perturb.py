@@ -92,7 +92,7 @@ def test_chunked_mode_builds_the_same_model_at_any_thread_count(torch_threads):
     committed = []
     for threads in (1, 2):
         torch_threads(threads)
-        space = ParameterSpace(tiny_llama(vocab_size=3000), NoiseSource("chunked"))  # embedding: 3 blocks
+        space = ParameterSpace(tiny("chunked"), NoiseSource("chunked"))
         base = live_flat(space)
         space.commit(d)
         committed.append(live_flat(space))
