@@ -262,7 +262,8 @@ def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float,
     results = _results(typed, inputs.task, base, final, loop, votes, seconds, throughput)
     if fabric.is_global_zero:
         _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
-        fabric.log_dict({f"final/{k}": v for k, v in _flat(results).items()})
+        final_metrics = wandb_content.flatten(results, "final")
+        fabric.log_dict({k: float(v) for k, v in final_metrics.items() if wandb_content.is_number(v)})
         _print_summary(results, out)
     return results
 
@@ -415,16 +416,6 @@ def _split_result(base: Decoded, final: Decoded) -> dict[str, Any]:
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()}
-
-
-def _flat(res: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for k, v in res.items():
-        if isinstance(v, dict):
-            flat.update(_flat(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[f"{prefix}{k}"] = float(v)
-    return flat
 
 
 def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, final, loop, results, loggers) -> None:

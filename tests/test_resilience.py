@@ -82,7 +82,9 @@ def interrupt_and_resume(model_dir: Path, out: Path, task_args, ready) -> subpro
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
-def test_sigkill_during_population_scoring_then_rerun_gives_the_same_run(tiny_model_dir, task_args, tmp_path, reference):
+def test_sigkill_during_population_scoring_then_rerun_gives_the_same_run(
+    tiny_model_dir, task_args, tmp_path, reference
+):
     out = tmp_path / "run"
     pops = out / "populations"
 
@@ -142,14 +144,18 @@ def test_eval_mode_scores_a_saved_direction(tiny_model_dir, task_args, tmp_path,
     assert not (tmp_path / "a" / "populations").exists()  # nothing trained
 
 
-def test_rerunning_a_finished_run_returns_its_results_without_running_again(tiny_model_dir, task_args, tmp_path, reference):
+def test_rerunning_a_finished_run_returns_its_results_without_running_again(
+    tiny_model_dir, task_args, tmp_path, reference
+):
     out = tmp_path / "run"
     shutil.copytree(reference, out)
     again = tiny_run(tiny_model_dir, out, [*task_args, *EXTRA])
     assert again == json.loads((reference / "results.json").read_text())  # wall time included: nothing reran
 
 
-def test_points_taken_from_another_run_stay_counted_as_reused_after_a_resume(tiny_model_dir, task_args, tmp_path, reference):
+def test_points_taken_from_another_run_stay_counted_as_reused_after_a_resume(
+    tiny_model_dir, task_args, tmp_path, reference
+):
     out = tmp_path / "reuser"
     args = [*task_args, *EXTRA, f"population.load={reference}"]
     first = tiny_run(tiny_model_dir, out, args)

@@ -27,6 +27,7 @@ import torch
 
 from corp.analyze.population import Population
 from corp.analyze.spaces import Space, behaviour_space, seed_space
+from corp.consolidate.stage1 import cloud_spectrum, cloud_stats
 
 SPECTRUM_SHOWN = 20  # eigenvalues kept for the report's spectrum plot
 
@@ -179,21 +180,14 @@ def split_overlaps(
 def cloud_shape(vectors: np.ndarray, rewards: np.ndarray, k: int, rng) -> tuple[float, float, np.ndarray]:
     """Effective rank, kappa and normalised spectrum of the weighted elite (top k, ties at random)."""
     elite = np.lexsort((rng.random(len(rewards)), -rewards))[:k]
-    w = reward_weights(rewards)[elite]
-    w = w / w.sum()
-    x = vectors[elite]
-    mean = w @ x
-    centred = np.sqrt(w)[:, None] * (x - mean)
-    # eigenvalues of the weighted covariance, from the smaller of the two Gram matrices
-    gram = centred @ centred.T if len(centred) <= centred.shape[1] else centred.T @ centred
-    eig = torch.linalg.eigvalsh(torch.from_numpy(gram)).numpy()[::-1]
-    eig = np.where(eig > 1e-12 * max(eig[0], 0.0), eig, 0.0) if len(eig) else eig  # rounding noise is no variance
-    total = eig.sum()
-    if total <= 0:
+    w, x = reward_weights(rewards)[elite], vectors[elite]
+    eig = cloud_spectrum(x, w)
+    eig = np.where(eig > 1e-12 * eig[0], eig, 0.0) if len(eig) else eig  # rounding noise is no variance
+    stats = cloud_stats(x, w, eig)
+    if stats is None:  # no spread: kappa is infinite unless the mean is zero too
+        mean = (w / w.sum()) @ x
         return 0.0, float("inf") if mean @ mean > 0 else 0.0, np.zeros(0)
-    p = eig / total
-    entropy = -np.sum(p[p > 0] * np.log(p[p > 0]))
-    return float(np.exp(entropy)), float(mean @ mean / total), p
+    return stats[0], stats[1], eig / eig.sum()
 
 
 def max_t(stat: np.ndarray, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from corp.consolidate.base import (
 from corp.consolidate.checks import at_least as _at_least
 from corp.consolidate.checks import choice as _choice
 from corp.consolidate.checks import fail as _fail
-from corp.consolidate.stage1 import Merge, cloud_spectrum, merge, min_elite_size, stats_from_spectrum, step_unit
+from corp.consolidate.stage1 import Merge, cloud_spectrum, cloud_stats, merge, min_elite_size, step_unit
 from corp.consolidate.stage2 import (
     constructive_scores,
     ess,
@@ -563,7 +563,7 @@ def _cloud_observations(prefix: str, matrix: np.ndarray, weights: np.ndarray) ->
     if len(matrix) <= 1:
         return {}, []
     eig = cloud_spectrum(matrix, weights)
-    stats = stats_from_spectrum(matrix, weights, eig)
+    stats = cloud_stats(matrix, weights, eig)
     if stats is None:
         return {}, []
     return {f"{prefix}/eff_rank": stats[0], f"{prefix}/kappa": stats[1]}, _spectrum_rows(eig)

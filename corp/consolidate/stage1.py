@@ -132,17 +132,13 @@ def cloud_spectrum(matrix: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return sv**2
 
 
-def cloud_stats(matrix: np.ndarray, weights: np.ndarray) -> tuple[float, float] | None:
-    """(effective rank, kappa) of a weighted cloud of directions; None for a degenerate cloud.
+def cloud_stats(matrix: np.ndarray, weights: np.ndarray, eig: np.ndarray) -> tuple[float, float] | None:
+    """(effective rank, kappa) of a weighted cloud with spectrum ``eig`` (``cloud_spectrum``); None
+    for a degenerate cloud.
 
     Effective rank = exp(entropy of the normalised eigenvalues of the weighted covariance);
     kappa = ||weighted mean||^2 / trace(covariance), the coherence of the mean direction.
     """
-    return stats_from_spectrum(matrix, weights, cloud_spectrum(matrix, weights))
-
-
-def stats_from_spectrum(matrix: np.ndarray, weights: np.ndarray, eig: np.ndarray) -> tuple[float, float] | None:
-    """``cloud_stats`` from an already computed ``cloud_spectrum`` (one SVD for both)."""
     w = np.asarray(weights, dtype=np.float64)
     w = w / w.sum()
     mean = w @ matrix

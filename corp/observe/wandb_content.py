@@ -17,7 +17,7 @@ from corp.observe.rounds import jsonable
 STEP_KEY = "trainer/global_step"
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -53,7 +53,7 @@ def round_content(entry: dict[str, Any]) -> dict[str, Any]:
     for key, value in entry.get("details", {}).items():
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             content[key] = table(value)
-        elif isinstance(value, list) and value and all(_is_number(v) for v in value):
+        elif isinstance(value, list) and value and all(is_number(v) for v in value):
             content[key] = wandb.Histogram(value)
     return content
 

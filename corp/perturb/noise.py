@@ -112,7 +112,9 @@ class NoiseSource:
             return
         self.tensor_draws += 1
         self.elements += n
-        arrays = [(out.numpy(), float(alpha), None if start is None else start.numpy()) for out, alpha, start in targets]
+        arrays = [
+            (out.numpy(), float(alpha), None if start is None else start.numpy()) for out, alpha, start in targets
+        ]
 
         def fill(blocks: list[int]) -> None:
             eps, tmp, gen = self._worker_state()

@@ -150,7 +150,7 @@ class ParameterSpace:
                 users.setdefault(seed, []).append((row, coeff))
         data = self.dense.data
         with torch.no_grad():
-            for name, param in self.params:
+            for name, _ in self.params:
                 offset, n = self._offsets[name]
                 for row, plan in zip(rows, plans):
                     dest = data[row, offset : offset + n]
@@ -225,7 +225,7 @@ class ParameterSpace:
         """targets[name] = centre[name] + plan, tensor by tensor (fp32 arithmetic)."""
         seeds, coeffs = plan.residual.seeds.tolist(), plan.residual.coeffs.tolist()
         with torch.no_grad():
-            for name, param in self.params:
+            for name, _ in self.params:
                 offset, n = self._offsets[name]
                 centre, target = self._centre[name].view(-1), targets[name]
                 direct = target.dtype == torch.float32 and target.is_contiguous()

@@ -21,7 +21,6 @@ def population_rewards(
     split: str = "support",
 ) -> Path:
     """Histogram of members' mean rewards (stacked by sigma) with base and final marked."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     levels = sorted(set(sigmas.tolist()))
     lo = min(member_rewards.min(), base, final)
@@ -40,10 +39,7 @@ def population_rewards(
     ax.set_ylabel("number of population members")
     ax.set_title(f"Population of {len(member_rewards)} perturbed models vs base and consolidated")
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _clamp_to_share(ax) -> None:
