@@ -12,6 +12,15 @@ by several threads at once. The blocks, not the threads, define the noise: the r
 the same for any thread count. On other devices a tensor is one stream, as in
 "independent" mode: their generators are parallel already, and their streams differ from
 the CPU's in every mode.
+
+``mode="table"`` draws no noise per member at all (the shared noise table of Salimans et al.
+2017, "Evolution Strategies as a Scalable Alternative to Reinforcement Learning"). One table
+of ``TABLE_SIZE`` standard normals is drawn once per process (itself in chunked blocks of a
+fixed seed, so it is the same on every machine and thread count, and on GPUs too: it is drawn
+on the CPU and copied). Block ``b`` of eps(seed)[name] is the window of ``CHUNK`` values that
+starts at an offset hashed from (seed, tensor, block), so a member costs a read and an add at
+memory speed instead of a Gaussian draw. Windows at different offsets are shifted copies of an
+i.i.d. sequence: uncorrelated, though not independent when they overlap.
 """
 
 from __future__ import annotations
@@ -24,8 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-NOISE_MODES = ("independent", "shared", "chunked")
-CHUNK = 1 << 16  # elements per block in "chunked" mode; changing it changes what a seed means
+NOISE_MODES = ("independent", "shared", "chunked", "table")
+CHUNK = 1 << 16  # elements per block in "chunked" and "table" modes; changing it changes what a seed means
+TABLE_SIZE = 1 << 27  # values in the "table" mode's table (512 MiB); changing it changes what a seed means
+TABLE_SEED = 0
+_tables: dict[torch.device, torch.Tensor] = {}
+_table_lock = threading.Lock()
 
 Target = tuple[torch.Tensor, float, "torch.Tensor | None"]  # (out, alpha, start) of NoiseSource.add_noise
 
@@ -42,6 +55,25 @@ def draw_block(gen: torch.Generator, seed: int, name: str, block: int, out: torc
     """Block ``block`` of eps(seed)[name] in "chunked" mode: its own stream, seeded by all three."""
     gen.manual_seed(tensor_seed(seed, f"{name}#{block}"))
     torch.randn(out.shape, generator=gen, out=out)
+
+
+def noise_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """The "table" mode's table on ``device``: drawn once per process on the CPU, then kept."""
+    device = torch.device(device)
+    with _table_lock:
+        if device not in _tables:
+            if device.type == "cpu":
+                table = torch.empty(TABLE_SIZE)
+                NoiseSource("chunked").noise(TABLE_SEED, "corp/noise-table", table.shape, out=table)
+                _tables[device] = table
+            else:
+                _tables[device] = noise_table("cpu").to(device)
+        return _tables[device]
+
+
+def table_offset(seed: int, name: str, block: int) -> int:
+    """Where block ``block`` of eps(seed)[name] starts in the table ("table" mode)."""
+    return tensor_seed(seed, f"{name}#{block}") % (TABLE_SIZE - CHUNK + 1)
 
 
 class NoiseSource:
@@ -85,6 +117,15 @@ class NoiseSource:
         """eps(seed)[name]: standard normal, identical on every call and machine of one device type."""
         self.tensor_draws += 1
         self.elements += int(torch.Size(shape).numel())
+        if self.mode == "table":
+            if out is None:
+                out = torch.empty(shape, device=device, dtype=dtype)
+            flat, table = out.view(-1), noise_table(out.device)
+            for b in range(-(-flat.numel() // CHUNK)):
+                lo, hi = b * CHUNK, min((b + 1) * CHUNK, flat.numel())
+                start = table_offset(seed, name, b)
+                flat[lo:hi] = table[start : start + hi - lo]
+            return out
         if self.mode == "chunked" and torch.device(device).type == "cpu":
             if out is None:
                 out = torch.empty(shape, device=device, dtype=dtype)
@@ -105,7 +146,7 @@ class NoiseSource:
         is drawn and added by one worker thread, so no whole-tensor pass waits on another.
         """
         n = targets[0][0].numel()
-        if self.mode != "chunked" or scratch.device.type != "cpu":
+        if self.mode not in ("chunked", "table") or scratch.device.type != "cpu":
             eps = self.noise(seed, name, (n,), device=scratch.device, out=scratch[:n])
             for out, alpha, start in targets:
                 torch.add(out if start is None else start, eps, alpha=alpha, out=out)
@@ -116,12 +157,19 @@ class NoiseSource:
             (out.numpy(), float(alpha), None if start is None else start.numpy()) for out, alpha, start in targets
         ]
 
+        table = noise_table().numpy() if self.mode == "table" else None
+
         def fill(blocks: list[int]) -> None:
             eps, tmp, gen = self._worker_state()
             for b in blocks:
                 lo, hi = b * CHUNK, min((b + 1) * CHUNK, n)
-                draw_block(gen, seed, name, b, eps[: hi - lo])
-                e, t = eps.numpy()[: hi - lo], tmp[: hi - lo]
+                if table is None:
+                    draw_block(gen, seed, name, b, eps[: hi - lo])
+                    e = eps.numpy()[: hi - lo]
+                else:  # a window of the table: nothing to draw
+                    start = table_offset(seed, name, b)
+                    e = table[start : start + hi - lo]
+                t = tmp[: hi - lo]
                 for out, alpha, start in arrays:  # numpy: single-threaded, so workers never wait on OpenMP
                     np.multiply(e, np.float32(alpha), out=t)
                     np.add(out[lo:hi] if start is None else start[lo:hi], t, out=out[lo:hi])
