@@ -60,7 +60,7 @@ def perturb_vs_score(members: int, dtype: str) -> None:
     spaces = {mode: ParameterSpace(model, NoiseSource(mode)) for mode in NOISE_MODES if mode != "shared"}
     set_compute_dtype(model, resolve_dtype(dtype, "cpu"))
     spaces["chunked"].restore()
-    noise_table()  # drawn once per process, before anything is timed
+    noise_table()  # the whole table drawn before anything is timed (a run draws its blocks once, on first use)
     scorer = Scorer(model, tok, task, splits, cfg.model.chat_template, cfg.model.batch_size)
     scorer.score("support")  # warm-up
     n = spaces["chunked"].dim

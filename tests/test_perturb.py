@@ -7,7 +7,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from corp.perturb.dense import MAX_SLOTS
 from corp.perturb.direction import Direction, weighted_svd
-from corp.perturb.noise import CHUNK, TABLE_SEED, TABLE_SIZE, NoiseSource, noise_table, table_offset, tensor_seed
+from corp.perturb.noise import CHUNK, TABLE_SEED, TABLE_SIZE, NoiseSource, cpu_table, table_offset, tensor_seed
 from corp.perturb.space import ParameterSpace
 
 
@@ -90,14 +90,17 @@ def test_block_noise_is_the_same_for_any_thread_count(torch_threads, mode):
 
 
 def test_table_noise_is_windows_of_one_table_and_members_are_uncorrelated():
-    table = noise_table()
-    assert table.numel() == TABLE_SIZE
-    assert torch.equal(table[:CHUNK], NoiseSource("chunked").noise(TABLE_SEED, "corp/noise-table", (CHUNK,)))
     src = NoiseSource("table")
     eps = src.noise(7, "layer.weight", (2 * CHUNK,))
-    for b in range(2):
-        start = table_offset(7, "layer.weight", b)
+    starts = [table_offset(7, "layer.weight", b) for b in range(2)]
+    table = torch.from_numpy(cpu_table().ensure(starts, CHUNK, src))
+    assert table.numel() == TABLE_SIZE
+    for b, start in enumerate(starts):
         assert torch.equal(eps[b * CHUNK : (b + 1) * CHUNK], table[start : start + CHUNK])
+    # the table's blocks are the chunked noise of one fixed seed, drawn when first touched
+    first = starts[0] // CHUNK
+    want = NoiseSource("chunked").noise(TABLE_SEED, "corp/noise-table", ((first + 1) * CHUNK,))
+    assert torch.equal(table[first * CHUNK : (first + 1) * CHUNK], want[first * CHUNK :])
     members = torch.stack([src.noise(seed, "layer.weight", (CHUNK,)) for seed in range(8)])
     assert torch.corrcoef(members).fill_diagonal_(0).abs().max() < 0.02
     assert not torch.equal(eps[:CHUNK], src.noise(7, "other.weight", (CHUNK,)))  # per-tensor windows

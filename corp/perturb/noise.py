@@ -15,12 +15,14 @@ the CPU's in every mode.
 
 ``mode="table"`` draws no noise per member at all (the shared noise table of Salimans et al.
 2017, "Evolution Strategies as a Scalable Alternative to Reinforcement Learning"). One table
-of ``TABLE_SIZE`` standard normals is drawn once per process (itself in chunked blocks of a
-fixed seed, so it is the same on every machine and thread count, and on GPUs too: it is drawn
-on the CPU and copied). Block ``b`` of eps(seed)[name] is the window of ``CHUNK`` values that
-starts at an offset hashed from (seed, tensor, block), so a member costs a read and an add at
-memory speed instead of a Gaussian draw. Windows at different offsets are shifted copies of an
-i.i.d. sequence: uncorrelated, though not independent when they overlap.
+of ``TABLE_SIZE`` standard normals serves every member: block ``b`` of eps(seed)[name] is the
+window of ``CHUNK`` values that starts at an offset hashed from (seed, tensor, block), so a
+member costs a read and an add at memory speed instead of a Gaussian draw. The table is itself
+defined in chunked blocks of a fixed seed, so it is the same on every machine and thread count
+(and on GPUs: it is drawn on the CPU and copied); each of its blocks is drawn the first time a
+window touches it, so a small model never pays for the whole table. Windows at different
+offsets are shifted copies of one i.i.d. sequence: uncorrelated, not independent where they
+overlap.
 """
 
 from __future__ import annotations
@@ -40,8 +42,6 @@ TABLE_SEED = 0
 _tables: dict[torch.device, torch.Tensor] = {}
 _table_lock = threading.Lock()
 
-Target = tuple[torch.Tensor, float, "torch.Tensor | None"]  # (out, alpha, start) of NoiseSource.add_noise
-
 
 def tensor_seed(seed: int, name: str, mode: str = "independent") -> int:
     """The generator seed of tensor ``name`` for member ``seed`` (63-bit)."""
@@ -57,23 +57,63 @@ def draw_block(gen: torch.Generator, seed: int, name: str, block: int, out: torc
     torch.randn(out.shape, generator=gen, out=out)
 
 
-def noise_table(device: torch.device | str = "cpu") -> torch.Tensor:
-    """The "table" mode's table on ``device``: drawn once per process on the CPU, then kept."""
-    device = torch.device(device)
-    with _table_lock:
-        if device not in _tables:
-            if device.type == "cpu":
-                table = torch.empty(TABLE_SIZE)
-                NoiseSource("chunked").noise(TABLE_SEED, "corp/noise-table", table.shape, out=table)
-                _tables[device] = table
-            else:
-                _tables[device] = noise_table("cpu").to(device)
-        return _tables[device]
-
-
 def table_offset(seed: int, name: str, block: int) -> int:
     """Where block ``block`` of eps(seed)[name] starts in the table ("table" mode)."""
     return tensor_seed(seed, f"{name}#{block}") % (TABLE_SIZE - CHUNK + 1)
+
+
+class NoiseTable:
+    """The "table" mode's values on the CPU, each block drawn on first use (memory is committed
+    page by page as blocks are drawn, so the whole table exists only where a model needs it)."""
+
+    def __init__(self) -> None:
+        self.values = torch.empty(TABLE_SIZE)
+        self.drawn = np.zeros(TABLE_SIZE // CHUNK, dtype=bool)
+        self._lock = threading.Lock()
+
+    def ensure(self, starts: list[int], length: int, source: NoiseSource) -> np.ndarray:
+        """Draw every block the windows ``[start, start + length)`` touch; the values as NumPy."""
+        with self._lock:
+            need = {b for s in starts for b in range(s // CHUNK, (s + length - 1) // CHUNK + 1)}
+            missing = sorted(b for b in need if not self.drawn[b])
+            if missing:
+
+                def fill(share: list[int]) -> None:
+                    gen = source._worker_state()[2]
+                    for i in share:
+                        b = missing[i]
+                        draw_block(gen, TABLE_SEED, "corp/noise-table", b, self.values[b * CHUNK : (b + 1) * CHUNK])
+
+                source._in_parallel(fill, len(missing))
+                self.drawn[missing] = True
+        return self.values.numpy()
+
+    def whole(self, source: NoiseSource) -> torch.Tensor:
+        self.ensure(list(range(0, TABLE_SIZE, CHUNK)), CHUNK, source)
+        return self.values
+
+
+_cpu_table: NoiseTable | None = None
+
+
+def cpu_table() -> NoiseTable:
+    global _cpu_table
+    with _table_lock:
+        if _cpu_table is None:
+            _cpu_table = NoiseTable()
+        return _cpu_table
+
+
+def noise_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """The whole "table" mode table on ``device`` (drawn completely; GPUs get a copy of the CPU's)."""
+    device = torch.device(device)
+    table = cpu_table().whole(NoiseSource("chunked"))
+    if device.type == "cpu":
+        return table
+    with _table_lock:
+        if device not in _tables:
+            _tables[device] = table.to(device)
+        return _tables[device]
 
 
 class NoiseSource:
@@ -120,10 +160,14 @@ class NoiseSource:
         if self.mode == "table":
             if out is None:
                 out = torch.empty(shape, device=device, dtype=dtype)
-            flat, table = out.view(-1), noise_table(out.device)
-            for b in range(-(-flat.numel() // CHUNK)):
+            flat = out.view(-1)
+            starts = [table_offset(seed, name, b) for b in range(-(-flat.numel() // CHUNK))]
+            if flat.device.type == "cpu":
+                table = torch.from_numpy(cpu_table().ensure(starts, CHUNK, self))
+            else:
+                table = noise_table(flat.device)
+            for b, start in enumerate(starts):
                 lo, hi = b * CHUNK, min((b + 1) * CHUNK, flat.numel())
-                start = table_offset(seed, name, b)
                 flat[lo:hi] = table[start : start + hi - lo]
             return out
         if self.mode == "chunked" and torch.device(device).type == "cpu":
@@ -157,7 +201,10 @@ class NoiseSource:
             (out.numpy(), float(alpha), None if start is None else start.numpy()) for out, alpha, start in targets
         ]
 
-        table = noise_table().numpy() if self.mode == "table" else None
+        table, starts = None, []
+        if self.mode == "table":  # offsets hashed here, once; the blocks they touch drawn if new
+            starts = [table_offset(seed, name, b) for b in range(-(-n // CHUNK))]
+            table = cpu_table().ensure(starts, CHUNK, self)
 
         def fill(blocks: list[int]) -> None:
             eps, tmp, gen = self._worker_state()
@@ -167,8 +214,7 @@ class NoiseSource:
                     draw_block(gen, seed, name, b, eps[: hi - lo])
                     e = eps.numpy()[: hi - lo]
                 else:  # a window of the table: nothing to draw
-                    start = table_offset(seed, name, b)
-                    e = table[start : start + hi - lo]
+                    e = table[starts[b] : starts[b] + hi - lo]
                 t = tmp[: hi - lo]
                 for out, alpha, start in arrays:  # numpy: single-threaded, so workers never wait on OpenMP
                     np.multiply(e, np.float32(alpha), out=t)
