@@ -24,7 +24,7 @@ from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
 from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite, decode_totals
 from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve, save_model
-from corp.models.precision import dtype_name, resolve_dtype, set_compute_dtype
+from corp.models.precision import compute_dtype, dtype_name, resolve_dtype, set_compute_dtype
 from corp.observe import wandb_content
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
@@ -288,7 +288,7 @@ def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, sta
         final = {s: scorer.score(s) for s in typed.eval.splits}
         evaluated = target["model"]
     res: dict[str, Any] = {"mode": "eval", "evaluated": evaluated, "task": inputs.task.name,
-                           "model": typed.model.name_or_path, "dtype": dtype_name(scorer.model.dtype)}  # fmt: skip
+                           "model": typed.model.name_or_path, "dtype": dtype_name(compute_dtype(scorer.model))}  # fmt: skip
     for s in typed.eval.splits:
         res[s] = _split_result(base[s], final[s])
     res["seconds"] = time.perf_counter() - start
@@ -321,7 +321,7 @@ def _store_context(typed: Config, scorer: Scorer) -> dict[str, Any]:
 def _store_dtype(name: str, model) -> str:
     """The dtype scores were decoded in. ``auto`` is kept where it still means what it meant
     when scores were first saved (fp32 on CPU, bf16 on CUDA), so those saved scores stay valid."""
-    used = dtype_name(model.dtype)
+    used = dtype_name(compute_dtype(model))
     legacy = "bfloat16" if model.device.type == "cuda" else "float32"
     return "auto" if name == "auto" and used == legacy else used
 
@@ -403,7 +403,7 @@ def _results(
         "method": typed.consolidation.name,
         "task": task.name,
         "model": typed.model.name_or_path,
-        "dtype": dtype_name(loop.space.model.dtype),
+        "dtype": dtype_name(compute_dtype(loop.space.model)),
         "seed": typed.seed,
     }
     for split in SPLITS:

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from corp.models.loading import ModelConfig, load_model, save_model
-from corp.models.precision import cpu_flags, resolve_dtype, set_compute_dtype
+from corp.models.precision import compute_dtype, cpu_flags, resolve_dtype, set_compute_dtype
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
@@ -53,6 +53,7 @@ def test_bf16_keeps_one_dimensional_parameters_in_fp32(tiny_model_dir):
         assert p.dtype == (torch.float32 if p.ndim == 1 else torch.bfloat16), name
         assert (name in kept) == (p.ndim == 1)
     assert torch.equal(model.model.norm.weight, norm)  # the original, not its bf16 rounding
+    assert compute_dtype(model) == torch.bfloat16
     ids = torch.tensor([[1, 2, 3, 4]])
     hidden = model.model(input_ids=ids).last_hidden_state
     assert hidden.dtype == torch.bfloat16  # the fp32 norm hands bf16 on
@@ -153,3 +154,13 @@ def test_load_model_computes_in_the_configured_dtype(tiny_model_dir):
     master, _ = load_model(ModelConfig(name_or_path=str(tiny_model_dir), chat_template=False, dtype="bfloat16"),
                            compute=False)  # fmt: skip
     assert all(p.dtype == torch.float32 for p in master.parameters())
+
+
+def test_a_bf16_run_records_its_dtype_and_exports_the_fp32_centre(tiny_model_dir, tmp_path):
+    from tests.conftest import TINY_SIGMAS, tiny_run
+
+    results = tiny_run(tiny_model_dir, tmp_path, ["model.dtype=bfloat16", TINY_SIGMAS])
+    assert results["dtype"] == "bfloat16"
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model", dtype="auto")
+    assert saved.dtype == torch.float32
+    assert all(torch.isfinite(p).all() for p in saved.parameters())

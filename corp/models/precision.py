@@ -67,6 +67,14 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def compute_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype most of the model's weights compute in (its fp32 1-D parameters aside)."""
+    sizes: dict[torch.dtype, int] = {}
+    for p in model.parameters():
+        sizes[p.dtype] = sizes.get(p.dtype, 0) + p.numel()
+    return max(sizes, key=sizes.get)
+
+
 def _cast_output(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     """Forward hook of an fp32 module: its output goes on in the dtype it received."""
     received = next((a.dtype for a in args if torch.is_tensor(a) and a.is_floating_point()), None)
