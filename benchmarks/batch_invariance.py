@@ -59,7 +59,9 @@ def main(args: argparse.Namespace) -> None:
     scorer = Scorer(model, tok, task, {"support": splits["support"]}, cfg.model.chat_template, 64)
     n = len(splits["support"])
     ref = completions(scorer, [(64, np.arange(n))], n)
-    print(f"{args.task}: {n} examples, {model.dtype}, {torch.get_num_threads()} threads; reference: whole split at batch 64")
+    print(
+        f"{args.task}: {n} examples, {model.dtype}, {torch.get_num_threads()} threads; reference: whole split at batch 64"
+    )
     for name, calls in layouts(n).items():
         got = completions(scorer, calls, n)
         text = np.mean([a != b for a, b in zip(ref, got)])

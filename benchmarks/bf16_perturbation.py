@@ -56,7 +56,12 @@ def main(args: argparse.Namespace) -> None:
         for sigma in args.sigmas:
             want = sigma * eps
             cls = parameter_class(name, p)
-            add(cls + (" as bf16" if p.ndim == 1 else ""), sigma, want, (w + want).bfloat16().float() - w.bfloat16().float())
+            add(
+                cls + (" as bf16" if p.ndim == 1 else ""),
+                sigma,
+                want,
+                (w + want).bfloat16().float() - w.bfloat16().float(),
+            )
             if p.ndim == 1:
                 add(cls + " kept fp32", sigma, want, (w + want) - w)
     print(f"{args.model}: the applied perturbation in bf16 live weights (fp32 masters), against the intended one")

@@ -36,9 +36,8 @@ sys.path.insert(0, str(ROOT))
 from corp.config import register_configs, validate  # noqa: E402
 from corp.models.loading import load_model  # noqa: E402
 from corp.models.precision import resolve_dtype, set_compute_dtype  # noqa: E402
-from corp.perturb.noise import NOISE_MODES, noise_table  # noqa: E402
 from corp.perturb.direction import Direction  # noqa: E402
-from corp.perturb.noise import NoiseSource  # noqa: E402
+from corp.perturb.noise import NOISE_MODES, NoiseSource, noise_table  # noqa: E402
 from corp.perturb.space import ParameterSpace  # noqa: E402
 from corp.scoring.scorer import Scorer  # noqa: E402
 from corp.tasks.base import SPLITS, build_task  # noqa: E402

@@ -42,6 +42,8 @@ TABLE_SEED = 0
 _tables: dict[torch.device, torch.Tensor] = {}
 _table_lock = threading.Lock()
 
+Target = tuple[torch.Tensor, float, "torch.Tensor | None"]  # (out, alpha, start) of NoiseSource.add_noise
+
 
 def tensor_seed(seed: int, name: str, mode: str = "independent") -> int:
     """The generator seed of tensor ``name`` for member ``seed`` (63-bit)."""
