@@ -13,8 +13,8 @@ solution's syntax tree (formatting and comments do not split votes). Results are
 ``rewards`` runs a batch in parallel.
 
 Code tasks refuse to start where the sandbox cannot isolate programs (no namespaces) unless
-``task.allow_unsafe_code=true`` accepts running generated code with only rlimits, an
-unprivileged uid and audit hooks around it.
+``task.allow_unsafe_code=true`` accepts running generated code as the caller with only rlimits
+and audit hooks around it.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ class CodeTask(DatasetTask):
         if reason and not unsafe:
             raise ValueError(
                 f"task.allow_unsafe_code=false: this machine cannot isolate generated code ({reason}); "
-                "set task.allow_unsafe_code=true only to run model-written code with nothing but rlimits, "
-                "an unprivileged uid and audit hooks between it and your files, processes and network"
+                "set task.allow_unsafe_code=true only to run model-written code as your own user with nothing but "
+                "rlimits and audit hooks between it and your files, processes, secrets and network"
             )
         self.limits = Limits(timeout_s=float(cfg.timeout_s), cpu_s=max(1, int(cfg.timeout_s) + 1),
                              memory_mb=int(cfg.memory_mb), isolate=reason is None)  # fmt: skip

@@ -24,7 +24,8 @@ Layers, from the one that matters most:
    limit, reaps it and reports how it ended on a pipe that only it holds. Where the kernel refuses
    the namespaces, a run with ``isolate=True`` fails closed (``Result.error``); ``isolation()``
    probes once per process, and the code tasks refuse to start without isolation unless
-   ``task.allow_unsafe_code=true`` (see ``corp.tasks.code``).
+   ``task.allow_unsafe_code=true`` (see ``corp.tasks.code``); such unsafe runs keep only the
+   rlimits and the audit hooks, as the caller's uid, in a scratch folder on the real disk.
 
 2. **The parent owns every channel.** stdout, stderr and the result channel (``RESULT_FD`` in the
    child, where a harness writes its answers) are pipes the parent reads with ``select``, each
@@ -74,7 +75,8 @@ def main():
         os._exit(125)
 
     scratch, root_user = cfg["scratch"], os.geteuid() == 0
-    uid = gid = cfg["uid_base"] + os.getpid() if root_user else None
+    # Unprivileged only with isolation: without a mount namespace, Python itself may be out of its reach.
+    uid = gid = cfg["uid_base"] + os.getpid() if root_user and cfg["isolate"] else None
     libc = None
     if cfg["isolate"]:
         import ctypes
@@ -89,8 +91,6 @@ def main():
             for name, text in (("setgroups", "deny"), ("uid_map", f"0 {real_uid} 1"), ("gid_map", f"0 {real_gid} 1")):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
-    elif root_user:
-        os.chown(scratch, uid, gid)
     pid = os.fork() if cfg["isolate"] else 0
     if pid:
         watch(pid, status, cfg["timeout_s"])
