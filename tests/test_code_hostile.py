@@ -33,11 +33,13 @@ HOSTILE = {
         "class Any(float):\n    def __eq__(self, o): return True\n    __ne__ = lambda s, o: False\n"
         "    __lt__ = __le__ = __gt__ = __ge__ = __eq__\n    def __sub__(self, o): return self\n"
         "    __rsub__ = __add__ = __radd__ = __abs__ = __sub__\n    __hash__ = float.__hash__\n"
-        + HEAD + "    return Any(0.0)\n"
+        + HEAD
+        + "    return Any(0.0)\n"
     ),
     "shadowed_builtins": "abs = lambda x: 0\nlen = lambda x: 0\nset = list\n" + HEAD + "    return 0.0\n",
     # Answers forged on the result pipe: the program knows the docstring's example, not the hidden tests.
-    "forged_answers": HEAD + "    import os\n    os.write(3, b'[[\"ok\", 0.5], [\"ok\", 0.5], [\"ok\", 0.5]]')\n    os._exit(0)\n",
+    "forged_answers": HEAD
+    + '    import os\n    os.write(3, b\'[["ok", 0.5], ["ok", 0.5], ["ok", 0.5]]\')\n    os._exit(0)\n',
     "patched_json": "import json\njson.dumps = lambda *a, **k: '[[\"ok\", 0.5]]'\n" + HEAD + "    return 0.0\n",
     "closed_channel": "import os\nos.close(3)\n" + HEAD + "    return number % 1.0 + 1\n",
     "garbage_channel": HEAD + "    import os\n    os.write(3, b'\\x00' * 100)\n    return 0.0\n",
@@ -56,7 +58,9 @@ HOSTILE = {
     "thread_bomb": "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,)).start()\n",
     "setsid_grandchild": (
         "import ctypes, os, time\nlibc = ctypes.CDLL(None)\nif libc.fork() == 0:\n    libc.setsid()\n"
-        f"    if libc.fork() == 0:\n        time.sleep(3)\n        open('{MARK}-late', 'w').write('x')\n    os._exit(0)\n" + HEAD + "    return 0.0\n"
+        f"    if libc.fork() == 0:\n        time.sleep(3)\n        open('{MARK}-late', 'w').write('x')\n    os._exit(0)\n"
+        + HEAD
+        + "    return 0.0\n"
     ),
     "posixsubprocess_copy": (
         "import importlib.util, glob\npath = glob.glob('/**/_posixsubprocess*.so', recursive=False) or "
@@ -64,7 +68,8 @@ HOSTILE = {
         "spec = importlib.util.spec_from_file_location('_psp', path[0])\nm = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(m)\nimport os\nr, w = os.pipe()\n"
         f"m.fork_exec(['/bin/sh', '-c', 'sleep 3; touch {MARK}-psp'], [b'/bin/sh'], True, (), None, None, -1, -1, -1, -1, -1, -1, r, w, True, True, None, None, None, -1, None, False)\n"
-        + HEAD + "    return 0.0\n"
+        + HEAD
+        + "    return 0.0\n"
     ),
     "write_tmp": f"open('{MARK}-tmp', 'w').write('x')\n" + HEAD + "    return 0.0\n",
     "write_repo": f"open('{ROOT}/corp/pwned.py', 'w').write('x')\n" + HEAD + "    return 0.0\n",
@@ -72,17 +77,23 @@ HOSTILE = {
     "pathlike_swap": (
         "class P:\n    n = 0\n    def __fspath__(self):\n        P.n += 1\n"
         f"        return 'x' if P.n % 2 else '{MARK}-pathlike'\n"
-        "for _ in range(2):\n    try:\n        open(P(), 'w').write('x')\n    except OSError:\n        pass\n" + HEAD + "    return 0.0\n"
+        "for _ in range(2):\n    try:\n        open(P(), 'w').write('x')\n    except OSError:\n        pass\n"
+        + HEAD
+        + "    return 0.0\n"
     ),
     "dir_fd_root": (
         "import os\nfd = os.open('/proc/self/root/tmp', os.O_RDONLY)\n"
         f"os.open('{os.path.basename(MARK)}-dirfd', os.O_WRONLY | os.O_CREAT, dir_fd=fd)\n" + HEAD + "    return 0.0\n"
     ),
-    "sqlite_outside": f"import sqlite3\nsqlite3.connect('{MARK}-db').execute('create table t (x)')\n" + HEAD + "    return 0.0\n",
+    "sqlite_outside": f"import sqlite3\nsqlite3.connect('{MARK}-db').execute('create table t (x)')\n"
+    + HEAD
+    + "    return 0.0\n",
     "readline_history": f"import readline\nreadline.write_history_file('{MARK}-hist')\n" + HEAD + "    return 0.0\n",
     "mkfifo_outside": f"import os\nos.mkfifo('{MARK}-fifo')\n" + HEAD + "    return 0.0\n",
     "delete_outside": f"import os\nos.remove('{ROOT}/pyproject.toml')\n" + HEAD + "    return 0.0\n",
-    "pidfd_parent": "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), 9)\n" + HEAD + "    return 0.0\n",
+    "pidfd_parent": "import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), 9)\n"
+    + HEAD
+    + "    return 0.0\n",
     "kill_everything": "import ctypes\nctypes.CDLL(None).kill(-1, 9)\n" + HEAD + "    return 0.0\n",
     "kill_trainer_by_pid": f"import ctypes\nctypes.CDLL(None).kill({os.getpid()}, 9)\n" + HEAD + "    return 0.0\n",
     "read_parent_environ": (
@@ -90,10 +101,14 @@ HOSTILE = {
         "    except OSError:\n        continue\n    if 'WANDB' in s:\n        print(s)\n" + HEAD + "    return 0.0\n"
     ),
     "read_shadow": "print(open('/etc/shadow').read())\n" + HEAD + "    return 0.0\n",
-    "socket_out": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)\n" + HEAD + "    return number % 1.0\n",
+    "socket_out": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)\n"
+    + HEAD
+    + "    return number % 1.0\n",
     "many_files": "for i in range(5000):\n    open(f'f{i}', 'wb').write(b'x' * 2**20)\n" + HEAD + "    return 0.0\n",
     "setuid_root": "import ctypes\nassert ctypes.CDLL(None).setuid(0) == 0\n" + HEAD + "    return number % 1.0\n",
-    "remount_rw": "import ctypes\nassert ctypes.CDLL(None).mount(b'none', b'/', None, 32 | 4096, None) == 0\n" + HEAD + "    return number % 1.0\n",
+    "remount_rw": "import ctypes\nassert ctypes.CDLL(None).mount(b'none', b'/', None, 32 | 4096, None) == 0\n"
+    + HEAD
+    + "    return number % 1.0\n",
 }
 
 
@@ -142,11 +157,21 @@ def test_the_same_task_still_rewards_a_correct_solution(outcome) -> None:
 @pytest.mark.parametrize(
     "solution",
     [
-        "import dataclasses\n@dataclasses.dataclass\nclass Box:\n    v: float\n" + HEAD + "    return Box(number % 1.0).v\n",
-        "import inspect\n" + HEAD + "    assert 'number' in inspect.signature(truncate_number).parameters\n    return number % 1.0\n",
-        "import typing\nclass Pair(typing.NamedTuple):\n    i: int\n    f: float = 0.0\n" + HEAD + "    return Pair(int(number), number % 1.0).f\n",
-        "import collections\nPair = collections.namedtuple('Pair', 'i f', defaults=[0.0])\n" + HEAD + "    return Pair(int(number), number % 1.0).f\n",
-        "import pprint, dis, io\n" + HEAD + "    dis.dis(truncate_number, file=io.StringIO())\n    pprint.pformat([number])\n    return number % 1.0\n",
+        "import dataclasses\n@dataclasses.dataclass\nclass Box:\n    v: float\n"
+        + HEAD
+        + "    return Box(number % 1.0).v\n",
+        "import inspect\n"
+        + HEAD
+        + "    assert 'number' in inspect.signature(truncate_number).parameters\n    return number % 1.0\n",
+        "import typing\nclass Pair(typing.NamedTuple):\n    i: int\n    f: float = 0.0\n"
+        + HEAD
+        + "    return Pair(int(number), number % 1.0).f\n",
+        "import collections\nPair = collections.namedtuple('Pair', 'i f', defaults=[0.0])\n"
+        + HEAD
+        + "    return Pair(int(number), number % 1.0).f\n",
+        "import pprint, dis, io\n"
+        + HEAD
+        + "    dis.dis(truncate_number, file=io.StringIO())\n    pprint.pformat([number])\n    return number % 1.0\n",
     ],
     ids=["dataclasses", "inspect", "typing.NamedTuple", "namedtuple-defaults", "dis-pprint"],
 )
@@ -166,9 +191,25 @@ def test_always_equal_object_and_shadowed_builtin_fail_on_mbpp() -> None:
 def test_the_score_cli_prints_one_json_object_and_fails_with_status_2(tmp_path: Path) -> None:
     completion = tmp_path / "c.py"
     completion.write_text(HOSTILE["always_equal"])
-    cmd = [sys.executable, "-m", "corp.tasks.score", "--task", "humaneval", "--index", "2", "--completion", str(completion)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "corp.tasks.score",
+        "--task",
+        "humaneval",
+        "--index",
+        "2",
+        "--completion",
+        str(completion),
+    ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) | {"answer": None} == {"task": "humaneval", "index": 2, "reward": 0.0, "solved": False, "answer": None}
+    assert json.loads(out.stdout) | {"answer": None} == {
+        "task": "humaneval",
+        "index": 2,
+        "reward": 0.0,
+        "solved": False,
+        "answer": None,
+    }
     bad = subprocess.run(cmd + ["timeout_s=0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "task.timeout_s" in bad.stderr

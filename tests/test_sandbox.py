@@ -21,7 +21,9 @@ def sandbox_processes() -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                uid_line = next(x for x in Path(f"/proc/{entry}/status").read_text().splitlines() if x.startswith("Uid:"))
+                uid_line = next(
+                    x for x in Path(f"/proc/{entry}/status").read_text().splitlines() if x.startswith("Uid:")
+                )
             except (OSError, StopIteration):
                 continue
             if int(uid_line.split()[1]) >= UID_BASE:
@@ -138,7 +140,9 @@ def test_it_cannot_signal_anything_outside(kill: str) -> None:
 
 def test_printing_gigabytes_is_cut_at_the_output_limit() -> None:
     start = time.monotonic()
-    result = run_python(f"import os\nwhile True:\n    print('x' * 2**20)\n    os.write({RESULT_FD}, b'y' * 2**20)\n", FAST)
+    result = run_python(
+        f"import os\nwhile True:\n    print('x' * 2**20)\n    os.write({RESULT_FD}, b'y' * 2**20)\n", FAST
+    )
     assert not result.ok and len(result.stdout) <= FAST.output_kb * 1024 and len(result.data) <= FAST.output_kb * 1024
     assert time.monotonic() - start < 5
 

@@ -148,7 +148,9 @@ class CodeTask(DatasetTask):
         for ex in {self.dedup_key(ex): ex for _, ex in unique}.values():
             self.suite(ex)  # recorded suites first, so workers do not wait on each other's lock
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # each run is its own process
-            passed = dict(zip([(p, self.dedup_key(ex)) for p, ex in unique], pool.map(lambda j: self.passes(*j), unique)))
+            passed = dict(
+                zip([(p, self.dedup_key(ex)) for p, ex in unique], pool.map(lambda j: self.passes(*j), unique))
+            )
         return [1.0 if passed[(p, self.dedup_key(ex))] else 0.0 for p, ex in jobs]
 
     @property
@@ -197,7 +199,9 @@ class HumanEvalTask(CodeTask):
     def build_suite(self, example: Example) -> Suite:
         meta, entry = example.meta, example.meta["entry_point"]
         try:
-            check = next(n for n in ast.parse(meta["test"]).body if isinstance(n, ast.FunctionDef) and n.name == "check")
+            check = next(
+                n for n in ast.parse(meta["test"]).body if isinstance(n, ast.FunctionDef) and n.name == "check"
+            )
         except (StopIteration, SyntaxError):
             raise NotConvertible("no check(candidate) function in the test") from None
         param = check.args.args[0].arg if check.args.args else "candidate"

@@ -44,8 +44,25 @@ _MAX_DEPTH = 64  # nesting of decoded values
 # Functions a check may apply to outputs in the parent: pure, on plain data only.
 SAFE_CALLS: dict[str, Any] = {
     name: getattr(builtins, name)
-    for name in ("abs", "all", "any", "bool", "float", "frozenset", "int", "len", "list", "max", "min",
-                 "round", "set", "sorted", "str", "sum", "tuple")  # fmt: skip
+    for name in (
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "float",
+        "frozenset",
+        "int",
+        "len",
+        "list",
+        "max",
+        "min",
+        "round",
+        "set",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+    )  # fmt: skip
 }
 SAFE_MATH = {name: getattr(math, name) for name in ("fabs", "isclose", "sqrt", "floor", "ceil", "isnan", "isinf")}
 
@@ -64,7 +81,7 @@ class Suite:
 
 
 # --------------------------------------------------------------------------- child side
-HARNESS = r'''
+HARNESS = r"""
 import builtins, json, os, sys, types
 
 def encode(value, depth=0):
@@ -140,7 +157,7 @@ else:
 channel.write(json.dumps(answers))
 channel.flush()
 os._exit(0)
-'''
+"""
 
 
 def run_suite(solution: str, suite: Suite, limits: Limits) -> Result:
@@ -290,7 +307,12 @@ class _Slots(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         if not self.tested(node):
             return self.generic_visit(node)
-        if any(self.tested(sub) for arg in [*node.args, *node.keywords] for sub in ast.walk(arg) if isinstance(sub, ast.Call)):
+        if any(
+            self.tested(sub)
+            for arg in [*node.args, *node.keywords]
+            for sub in ast.walk(arg)
+            if isinstance(sub, ast.Call)
+        ):
             raise NotConvertible("a tested call inside another")
         func = node.func
         if isinstance(func, ast.Name) and func.id in self.rename:
