@@ -2,7 +2,7 @@
 
 Prompt: the problem and a request for the function in a fenced Python block. Extraction: the first
 fenced block that defines a function (else the first block, else the raw completion). Reward
-(METHOD.md section 5): 1 only when every test of the problem holds, judged in this process
+(docs/method.md §5): 1 only when every test of the problem holds, judged in this process
 (``corp.tasks.judge``): the solution runs in the sandbox (``corp.tasks.sandbox``) on the tests'
 inputs and returns its outputs as plain data, which are compared here with the expected values,
 type-strictly. The tests become (input, check) pairs by parsing their ``assert`` lines; tests that
