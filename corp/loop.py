@@ -123,6 +123,7 @@ class RoundLoop:
         self.free_points = free_points or set()  # (identity, centre, direction) evaluated outside training
         self.checkpoint_every_s = checkpoint_every_s
         self.budget = Budget()
+        self.decoded_points = 0  # members and candidates decoded here (not replayed), failed ones included
         self.history: list[RoundRecord] = []
         self._round = 0
         self._evals_this_round = 0
@@ -174,6 +175,7 @@ class RoundLoop:
 
     def _contain(self, row: Scored) -> Scored:
         row, failed = contain_nonfinite(row)
+        self.decoded_points += 1
         self.budget.failed_points += int(failed)
         return row
 
@@ -219,18 +221,27 @@ class RoundLoop:
         )
         done: list[Scored] = []
         last_save = time.monotonic()
-        for row, member in enumerate(bar):
-            with self.space.perturbed(pop.members[member]):
-                decoded = self.scorer.score(pop.split, pop.indices)
-            scored = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
-            rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
-            done.append(scored)
-            bar.set_postfix(mean_reward=f"{scored.rewards.mean():.3f}")
-            if time.monotonic() - last_save >= self.checkpoint_every_s:
-                members = [pop.members[m] for m in mine[: len(done)]]
-                save_scored(self._partial_path(round_idx), identity, self.space.committed, members, done, pop.split,
-                            pop.indices)  # fmt: skip
-                last_save = time.monotonic()
+
+        def save_partial() -> None:
+            members = [pop.members[m] for m in mine[: len(done)]]
+            save_scored(self._partial_path(round_idx), identity, self.space.committed, members, done, pop.split,
+                        pop.indices)  # fmt: skip
+
+        try:
+            for row, member in enumerate(bar):
+                with self.space.perturbed(pop.members[member]):
+                    decoded = self.scorer.score(pop.split, pop.indices)
+                scored = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
+                rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
+                done.append(scored)
+                bar.set_postfix(mean_reward=f"{scored.rewards.mean():.3f}")
+                if time.monotonic() - last_save >= self.checkpoint_every_s:
+                    save_partial()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (corp.errors.Interrupted): keep what was scored
+            if done:
+                save_partial()
+            raise
         if world > 1 and todo:
             rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
             correct = self.fabric.all_gather(correct).cpu()

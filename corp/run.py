@@ -8,7 +8,11 @@ import logging
 import os
 import resource
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from corp.config import Config, ConfigError, to_plain, validate
 from corp.consolidate import build_operator
 from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
+from corp.errors import Interrupted, RunFailed, UserError
 from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite, decode_totals
 from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve
 from corp.observe import wandb_content
@@ -72,48 +77,134 @@ def _wandb_run(loggers: list) -> Any:
     return None
 
 
-def run(cfg: DictConfig | Config) -> dict[str, Any]:
+def run(cfg: DictConfig | Config, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Post-train ``cfg.model`` on ``cfg.task`` with ``cfg.consolidation`` (or, with ``mode=eval``,
-    evaluate a saved direction or model); returns results.json's content."""
+    evaluate a saved direction or model); returns results.json's content.
+
+    ``on_start(output_dir)`` is called on rank 0 once the run is accepted, before it writes anything
+    else (train.py saves Hydra's own config files there). A run refused for bad input, at the start or
+    later (a reward function that raises, every point failed), raises a ``UserError`` and, if it started
+    the folder, leaves nothing in it; an interrupted one (SIGINT, SIGTERM) saves what it scored."""
     typed = validate(cfg)  # every config error surfaces here, before any work
     start = time.perf_counter()
     out = Path(typed.output_dir)
     if typed.trainer.num_threads:
         torch.set_num_threads(typed.trainer.num_threads)
     inputs = _prepare(typed)  # data, operator, model files: checked before anything is written
+    loggers = build_loggers(typed, out)
+    fabric = _fabric(typed, loggers)
     resumed = typed.mode == "train" and _check_resume(typed, out)
     if resumed and (out / "results.json").exists():  # finished: rerunning a sweep skips its done jobs
         results = json.loads((out / "results.json").read_text())
         log.info("%s already holds this finished run (resume=never redoes it)", out)
         _print_summary(results, out)
         return results
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", to_plain(typed))
+    fresh = not (out / "config.json").exists()
+    if fabric.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", to_plain(typed))
+        if on_start is not None:
+            on_start(out)
 
-    loggers = build_loggers(typed, out)
-    fabric = Fabric(
-        accelerator=typed.trainer.accelerator,
-        devices=typed.trainer.devices,
-        num_nodes=typed.trainer.num_nodes,
-        strategy=typed.trainer.strategy,
-        loggers=loggers,
-    )
-    fabric.launch()
     status = "failed"
     try:
-        if typed.mode == "eval":
-            results = _evaluate_only(typed, fabric, inputs, out, start)
-        else:
-            results = _run(typed, fabric, inputs, out, start, loggers, resumed)
+        with _interrupts_raise():
+            fabric.launch()
+            if typed.mode == "eval":
+                results = _evaluate_only(typed, fabric, inputs, out, start)
+            else:
+                results = _run(typed, fabric, inputs, out, start, loggers, resumed)
         status = "success"
         return results
+    except UserError:
+        status = "refused"
+        raise
     finally:  # each run (also each multirun job) is closed, even on failure
         for lg in loggers:
-            lg.finalize(status)
+            lg.finalize("failed" if status == "refused" else status)
         if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
             import wandb
 
             wandb.finish(exit_code=0 if status == "success" else 1)  # a no-op if no run was started
+        if status == "refused" and fresh and fabric.is_global_zero:
+            remove_run_outputs(out)
+
+
+# what a run writes into its folder (besides Hydra's log): removed when a fresh run is refused
+RUN_OUTPUTS = ("config.json", ".hydra", "results.json", "direction.json", "samples.jsonl", "rounds.jsonl", "plots",
+               "model", "model.tmp", "checkpoints", "populations", "evals", "wandb", "csv")  # fmt: skip
+
+
+def remove_run_outputs(out: Path) -> None:
+    """Delete what this run wrote into ``out``; the folder itself goes too if nothing else is left."""
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _fabric(typed: Config, loggers: list) -> Fabric:
+    """Lightning Fabric for ``trainer.*``; a device that is not there is a config error, found before
+    anything is written."""
+    t = typed.trainer
+    try:
+        fabric = Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                        loggers=loggers)  # fmt: skip
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"trainer.accelerator={t.accelerator!r} trainer.devices={t.devices} trainer.strategy={t.strategy!r}: "
+            f"{first} (trainer=cpu runs anywhere)"
+        ) from None
+    if _starts_processes(fabric) and _in_multirun():
+        raise ConfigError(
+            f"trainer.devices={t.devices} with trainer.strategy={t.strategy!r} in a multirun: Lightning would start "
+            "each extra process by re-running the whole sweep's command line. Run such jobs one at a time (no -m), "
+            "under torchrun or srun, or with hydra/launcher=slurm and hydra.launcher.tasks_per_node="
+            f"{t.devices} (SLURM starts the processes)"
+        )
+    return fabric
+
+
+def _starts_processes(fabric: Fabric) -> bool:
+    """Whether ``fabric.launch()`` would start the other ranks itself by re-running ``sys.argv``."""
+    from lightning.fabric.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(fabric._strategy, "launcher", None)
+    return (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and not launcher.cluster_environment.creates_processes_externally
+    )
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextmanager
+def _interrupts_raise():
+    """SIGINT and SIGTERM raise ``Interrupted`` where the run is, so that what it scored so far is
+    saved on the way out (a rerun continues from there). Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass
@@ -139,7 +230,7 @@ def _prepare(typed: Config) -> Inputs:
     except (ValueError, OSError) as err:
         raise ConfigError(str(err)) from None
     try:
-        source = resolve(typed.model)
+        source = _resolve_model(typed.model)
         tokenizer = load_tokenizer(typed.model, source)
     except (ValueError, FileNotFoundError) as err:  # these name the key already
         raise ConfigError(str(err).strip("'\"")) from None
@@ -147,6 +238,23 @@ def _prepare(typed: Config) -> Inputs:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model.name_or_path={typed.model.name_or_path!r}: cannot load it ({first})") from None
     return Inputs(task, splits, operator, source, tokenizer, evaluated)
+
+
+def _resolve_model(model: ModelConfig) -> Path | str:
+    """``resolve``, with an unreadable GGUF file (truncated, corrupt) refused naming the key and the file."""
+    name = model.name_or_path
+    if not (name == "embedded" or name.endswith(".gguf")):
+        return resolve(model)
+    try:
+        return resolve(model)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # the GGUF reader fails deep inside (reshape, struct, key errors)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"model.name_or_path={name!r}: cannot read the GGUF file, it is truncated or corrupt "
+            f"({type(err).__name__}: {first[:200]})"
+        ) from None
 
 
 # keys that may change when a run is continued: they do not change its results
@@ -253,6 +361,9 @@ def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float,
     loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s,
                      wandb_run)  # fmt: skip
     loop.run()
+    if loop.decoded_points and loop.budget.failed_points == loop.decoded_points:
+        raise RunFailed(f"{_reward_key(typed)}: every point scored in training ({loop.decoded_points}) had NaN or "
+                        "infinite rewards, so every one failed; no result is written")  # fmt: skip
     final = _score_splits(points, "final")
     ensemble = inputs.operator.test_ensemble()
     votes = _vote(points, ensemble) if ensemble is not None else None
@@ -266,6 +377,12 @@ def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float,
         fabric.log_dict({k: float(v) for k, v in final_metrics.items() if wandb_content.is_number(v)})
         _print_summary(results, out)
     return results
+
+
+def _reward_key(typed: Config) -> str:
+    """The setting that decides the rewards, for messages: the user's reward function, else the task."""
+    reward_fn = getattr(typed.task, "reward_fn", None)
+    return f"task.reward_fn={reward_fn!r}" if reward_fn else f"task={typed.task.name}"
 
 
 def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float) -> dict[str, Any]:
