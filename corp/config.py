@@ -22,7 +22,6 @@ from corp.models.loading import ModelConfig
 from corp.perturb.noise import NOISE_MODES
 from corp.tasks.base import TaskConfig
 
-LOGGERS = ("wandb", "csv", "none")
 MODES = ("train", "eval")
 RESUME = ("auto", "never")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -81,20 +80,6 @@ class EvalConfig:
 
 
 @dataclass
-class LoggerConfig:
-    """``logger.*``: where per-round metrics go."""
-
-    name: str = "wandb"  # wandb | csv | none
-    project: str = "corp"
-    offline: bool | None = None  # null: offline unless a W&B API key is configured
-    group: str | None = None  # W&B group, e.g. the sweep name
-
-    def __post_init__(self) -> None:
-        if self.name not in LOGGERS:
-            raise ValueError(f"logger.name={self.name!r}; allowed: {', '.join(LOGGERS)}")
-
-
-@dataclass
 class TrainerConfig:
     """``trainer.*``: the Lightning Fabric run (ranks shard the population)."""
 
@@ -125,7 +110,8 @@ class Config:
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # name -> a logger's config, built with its _target_ (conf/logger/); several at once: logger=[wandb,csv]
+    logger: dict[str, Any] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml
     export_model: bool = True  # save_pretrained the consolidated model under <output_dir>/model
@@ -214,7 +200,6 @@ def register_configs() -> None:
     cs.store(name="model_schema", node=ModelConfig)
     cs.store(name="perturbation_schema", node=PerturbationConfig)
     cs.store(name="trainer_schema", node=TrainerConfig)
-    cs.store(name="logger_schema", node=LoggerConfig)
     for name, task_cls in TASKS.items():
         cs.store(name=f"task_{name}_schema", node=task_cls.config_class)
     for name, (config_cls, _factory) in OPERATORS.items():
@@ -243,6 +228,10 @@ def _check_cross_group(cfg: Config) -> None:
         raise ValueError(f"mode={cfg.mode!r}; allowed: {', '.join(MODES)}")
     if cfg.resume not in RESUME:
         raise ValueError(f"resume={cfg.resume!r}; allowed: {', '.join(RESUME)}")
+    for name, entry in cfg.logger.items():
+        if not isinstance(entry, dict) or "_target_" not in entry:
+            raise ValueError(f"logger.{name}: needs a _target_ (e.g. corp.observe.loggers.WandbLogger); "
+                             "choose loggers with logger=wandb, logger=[wandb,csv] or logger=none")  # fmt: skip
     if not cfg.checkpoint_every_s > 0:
         raise ValueError(f"checkpoint_every_s={cfg.checkpoint_every_s!r}: must be > 0 (seconds)")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
 import shutil
 import signal
@@ -29,7 +28,15 @@ from corp.consolidate.vote import vote_accuracy
 from corp.errors import Interrupted, RunFailed, UserError
 from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite, decode_totals
 from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve
-from corp.observe import wandb_content
+from corp.observe.callbacks import (
+    Callbacks,
+    EvalScored,
+    RunEnded,
+    RunStarted,
+    SamplesReady,
+    build_callbacks,
+)
+from corp.observe.loggers import WANDB_RUN_FILE
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
@@ -41,40 +48,12 @@ from corp.tasks.base import SPLITS, build_task
 log = logging.getLogger(__name__)
 
 
-def build_loggers(cfg: Config, output_dir: Path) -> list:
-    if cfg.logger.name == "none":
-        return []
-    if cfg.logger.name == "csv":
-        from lightning.fabric.loggers import CSVLogger
-
-        return [CSVLogger(root_dir=str(output_dir), name="csv", version="")]
-    from lightning.pytorch.loggers import WandbLogger
-
-    offline = cfg.logger.offline
-    if offline is None:  # online only when the user has a key configured
-        offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
-    return [
-        WandbLogger(
-            project=cfg.logger.project,
-            name=output_dir.name,
-            group=cfg.logger.group,
-            save_dir=str(output_dir),
-            offline=offline,
-            config=to_plain(cfg),
-        )
-    ]
-
-
-def _netrc_has_wandb() -> bool:
-    netrc = Path.home() / ".netrc"
-    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-
-
-def _wandb_run(loggers: list) -> Any:
-    for lg in loggers:
-        if type(lg).__name__ == "WandbLogger":
-            return lg.experiment
-    return None
+def build_loggers(typed: Config) -> Callbacks:
+    """The loggers of ``logger.*``, built with ``_target_`` before anything is written."""
+    try:
+        return Callbacks(build_callbacks(typed.logger))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def run(cfg: DictConfig | Config, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
@@ -91,8 +70,8 @@ def run(cfg: DictConfig | Config, on_start: Callable[[Path], None] | None = None
     if typed.trainer.num_threads:
         torch.set_num_threads(typed.trainer.num_threads)
     inputs = _prepare(typed)  # data, operator, model files: checked before anything is written
-    loggers = build_loggers(typed, out)
-    fabric = _fabric(typed, loggers)
+    callbacks = build_loggers(typed)
+    fabric = _fabric(typed)
     resumed = typed.mode == "train" and _check_resume(typed, out)
     if resumed and (out / "results.json").exists():  # finished: rerunning a sweep skips its done jobs
         results = json.loads((out / "results.json").read_text())
@@ -105,34 +84,37 @@ def run(cfg: DictConfig | Config, on_start: Callable[[Path], None] | None = None
         atomic_write_json(out / "config.json", to_plain(typed))
         if on_start is not None:
             on_start(out)
+    else:
+        callbacks = Callbacks()  # only rank 0 observes
 
     status = "failed"
     try:
         with _interrupts_raise():
+            # before any decoding: a dashboard shows the run from its first second, and a crash too
+            callbacks.start(RunStarted(out, to_plain(typed), resumed, typed.mode))
             fabric.launch()
             if typed.mode == "eval":
-                results = _evaluate_only(typed, fabric, inputs, out, start)
+                results = _evaluate_only(typed, fabric, inputs, out, start, callbacks)
             else:
-                results = _run(typed, fabric, inputs, out, start, loggers, resumed)
+                results = _run(typed, fabric, inputs, out, start, callbacks, resumed)
         status = "success"
         return results
     except UserError:
         status = "refused"
         raise
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:  # each run (also each multirun job) is closed, even on failure
-        for lg in loggers:
-            lg.finalize("failed" if status == "refused" else status)
-        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-            import wandb
-
-            wandb.finish(exit_code=0 if status == "success" else 1)  # a no-op if no run was started
+        callbacks.finish(status)
         if status == "refused" and fresh and fabric.is_global_zero:
             remove_run_outputs(out)
 
 
 # what a run writes into its folder (besides Hydra's log): removed when a fresh run is refused
 RUN_OUTPUTS = ("config.json", ".hydra", "results.json", "direction.json", "samples.jsonl", "rounds.jsonl", "plots",
-               "model", "model.tmp", "checkpoints", "populations", "evals", "wandb", "csv")  # fmt: skip
+               "model", "model.tmp", "checkpoints", "populations", "evals", "wandb", WANDB_RUN_FILE, "csv",
+               "tensorboard", "mlruns")  # fmt: skip
 
 
 def remove_run_outputs(out: Path) -> None:
@@ -147,13 +129,12 @@ def remove_run_outputs(out: Path) -> None:
         out.rmdir()
 
 
-def _fabric(typed: Config, loggers: list) -> Fabric:
+def _fabric(typed: Config) -> Fabric:
     """Lightning Fabric for ``trainer.*``; a device that is not there is a config error, found before
     anything is written."""
     t = typed.trainer
     try:
-        fabric = Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-                        loggers=loggers)  # fmt: skip
+        fabric = Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy)
     except (RuntimeError, ValueError, TypeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(
@@ -346,25 +327,23 @@ def _setup(typed: Config, fabric: Fabric, inputs: Inputs, out: Path):
     return model, tokenizer, space, scorer, store
 
 
-def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, loggers, resumed: bool):
+def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, callbacks: Callbacks, resumed: bool):
     model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
     if typed.population.load:  # first, so that points this run took from others stay counted as reused
         store.load(typed.population.load, exclude=out)  # a sweep folder holds this run's folder too
     if resumed:  # this run's own earlier scores: replaying them is not reuse
         store.load(out, source="resumed")
     points = PointScorer(scorer, space, store, out, fabric)
-    base = _score_splits(points, "base")
-    wandb_run = _wandb_run(loggers) if fabric.is_global_zero else None
-    if wandb_run is not None:  # what the base model answers, before any training
-        rows = _sample_rows(scorer, base["test"])[: typed.log_samples]
-        wandb_content.log_samples(wandb_run, "samples/start", rows, step=0)
+    base = _score_splits(points, "base", callbacks)
+    if callbacks:  # what the base model answers, before any training
+        callbacks.samples(SamplesReady("samples/start", _sample_rows(scorer, base["test"])[: typed.log_samples], 0))
     loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s,
-                     wandb_run)  # fmt: skip
+                     callbacks, typed.log_samples)  # fmt: skip
     loop.run()
     if loop.decoded_points and loop.budget.failed_points == loop.decoded_points:
         raise RunFailed(f"{_reward_key(typed)}: every point scored in training ({loop.decoded_points}) had NaN or "
                         "infinite rewards, so every one failed; no result is written")  # fmt: skip
-    final = _score_splits(points, "final")
+    final = _score_splits(points, "final", callbacks)
     ensemble = inputs.operator.test_ensemble()
     votes = _vote(points, ensemble) if ensemble is not None else None
 
@@ -372,9 +351,7 @@ def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float,
     throughput = _throughput(decode_totals(fabric, scorer), seconds, fabric.world_size)
     results = _results(typed, inputs.task, base, final, loop, votes, seconds, throughput)
     if fabric.is_global_zero:
-        _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
-        final_metrics = wandb_content.flatten(results, "final")
-        fabric.log_dict({k: float(v) for k, v in final_metrics.items() if wandb_content.is_number(v)})
+        _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, callbacks)
         _print_summary(results, out)
     return results
 
@@ -385,7 +362,9 @@ def _reward_key(typed: Config) -> str:
     return f"task.reward_fn={reward_fn!r}" if reward_fn else f"task={typed.task.name}"
 
 
-def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float) -> dict[str, Any]:
+def _evaluate_only(
+    typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, callbacks: Callbacks
+) -> dict[str, Any]:
     """``mode=eval``: the base and the saved direction or model on ``eval.splits``."""
     model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
     if typed.population.load:
@@ -409,6 +388,7 @@ def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, sta
     res["throughput"] = _throughput(decode_totals(fabric, scorer), res["seconds"], fabric.world_size)
     if fabric.is_global_zero:
         atomic_write_json(out / "results.json", res)
+        callbacks.end(RunEnded(res))
         if "test" in typed.eval.splits:
             _write_samples(out / "samples.jsonl", scorer, base["test"], final["test"])
         lines = [f"evaluated {evaluated} on {inputs.task.name}", f"{'split':<8} {'n':>5} {'base':>8} {'evaluated':>10}"]
@@ -465,8 +445,12 @@ class PointScorer:
         return decoded
 
 
-def _score_splits(points: PointScorer, label: str) -> dict[str, Decoded]:
-    return {split: points(split, f"{label}_model") for split in SPLITS}
+def _score_splits(points: PointScorer, label: str, callbacks: Callbacks) -> dict[str, Decoded]:
+    scored = {}
+    for split in SPLITS:
+        scored[split] = points(split, f"{label}_model")
+        callbacks.eval(EvalScored(label, split, scored[split].scores.accuracy, scored[split].scores.mean_reward))
+    return scored
 
 
 def _vote(points: PointScorer, ensemble: Ensemble) -> dict[str, Any]:
@@ -535,7 +519,7 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()}
 
 
-def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, final, loop, results, loggers) -> None:
+def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, final, loop, results, callbacks) -> None:
     atomic_write_json(out / "results.json", results)
     atomic_write_json(
         out / "direction.json",
@@ -561,13 +545,10 @@ def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, fina
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
 
-    run = _wandb_run(loggers)
-    if run is not None:
-        run.summary.update(wandb_content.run_summary(to_plain(typed), results))
-        step = loop.budget.rounds  # after the last round
-        wandb_content.log_images(run, plots, step)
+    if callbacks:
         rows = _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]
-        wandb_content.log_samples(run, "samples/end", rows, step)
+        callbacks.samples(SamplesReady("samples/end", rows, max(loop.budget.rounds - 1, 0)))
+        callbacks.end(RunEnded(results, plots))
 
 
 def _sample_rows(scorer: Scorer, base: Decoded, final: Decoded | None = None) -> list[dict[str, Any]]:
