@@ -79,7 +79,7 @@ def parallel_sweep(tiny_model_dir, tmp_path_factory):
     """Two jobs at once through the joblib launcher, logged to W&B offline."""
     sweep = tmp_path_factory.mktemp("parallel") / "my_sweep"
     args = ["seed=0,1", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"model.name_or_path={tiny_model_dir}",
-            "logger=wandb", "logger.offline=true", *FAST]  # fmt: skip
+            "logger=wandb", "logger.wandb.offline=true", *FAST]  # fmt: skip
     proc = multirun(args, sweep, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     return sweep, proc
 
