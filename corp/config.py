@@ -7,6 +7,7 @@ key fails at composition; ``validate`` then builds the dataclasses, whose
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +17,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from corp.consolidate.base import ConsolidationConfig
+from corp.errors import UserError
 from corp.models.loading import ModelConfig
 from corp.perturb.noise import NOISE_MODES
 from corp.tasks.base import TaskConfig
 
-LOGGERS = ("wandb", "csv", "none")
 MODES = ("train", "eval")
 RESUME = ("auto", "never")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -79,20 +80,6 @@ class EvalConfig:
 
 
 @dataclass
-class LoggerConfig:
-    """``logger.*``: where per-round metrics go."""
-
-    name: str = "wandb"  # wandb | csv | none
-    project: str = "corp"
-    offline: bool | None = None  # null: offline unless a W&B API key is configured
-    group: str | None = None  # W&B group, e.g. the sweep name
-
-    def __post_init__(self) -> None:
-        if self.name not in LOGGERS:
-            raise ValueError(f"logger.name={self.name!r}; allowed: {', '.join(LOGGERS)}")
-
-
-@dataclass
 class TrainerConfig:
     """``trainer.*``: the Lightning Fabric run (ranks shard the population)."""
 
@@ -123,17 +110,66 @@ class Config:
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # name -> a logger's config, built with its _target_ (conf/logger/); several at once: logger=[wandb,csv]
+    logger: dict[str, Any] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml
     export_model: bool = True  # save_pretrained the consolidated model under <output_dir>/model
     log_samples: int = 8  # completions per split kept for the W&B table / samples file
 
 
-def slug(text: str, max_len: int = 100) -> str:
-    """A folder-name-safe version of ``text`` (e.g. a multirun job's overrides)."""
-    safe = re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(text)).strip("_")
-    return safe[:max_len] or "default"
+def slug(text: str) -> str:
+    """A folder-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9=,._+-]+", "_", str(text)).strip("_")
+
+
+JOB_DIRNAME_MAX = 80
+
+
+def job_dirname(overrides: list[str], exclude: list[str], max_len: int = JOB_DIRNAME_MAX) -> str:
+    """A multirun job's folder name from its overrides: ``key=value`` items sorted, each key without its
+    group (``consolidation.betas`` -> ``betas``) unless two would then clash. Past ``max_len`` characters
+    it keeps the items that fit, whole, and ends with a hash of every override, so a name is never cut
+    inside an item and two jobs never share one."""
+    items = sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in exclude)
+    if not items:
+        return "default"
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in items]
+    short = [k.rsplit(".", 1)[-1] for k in keys]
+    parts = [slug(f"{s if short.count(s) == 1 else k}={o.split('=', 1)[1] if '=' in o else ''}")
+             for o, k, s in zip(items, keys, short)]  # fmt: skip
+    name = ",".join(parts)
+    if len(name) <= max_len:
+        return name
+    digest = hashlib.sha1(",".join(items).encode()).hexdigest()[:8]
+    kept: list[str] = []
+    for part in parts:
+        if len(",".join([*kept, part])) + 1 + len(digest) <= max_len:
+            kept.append(part)
+    return ",".join([*kept, digest])
+
+
+def _job_dirname() -> str:
+    """The resolver behind ``hydra.sweep.subdir``: the running job's overrides, less the excluded keys."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    return job_dirname(list(hc.overrides.task), list(hc.job.config.override_dirname.exclude_keys))
+
+
+def run_dir() -> str:
+    """``output_dir``'s default: the folder Hydra made for this run or job. Before there is one (``--cfg job
+    --resolve``), the folder a single run would get; outside Hydra, pass ``output_dir=<folder>``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        raise ValueError("output_dir: not set and not in a Hydra run; pass output_dir=<folder>")
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if not OmegaConf.is_missing(hc.runtime, "output_dir") and hc.runtime.output_dir:
+        return hc.runtime.output_dir
+    return f"{hc.sweep.dir}/<job>" if hc.mode == RunMode.MULTIRUN else hc.run.dir
 
 
 def sweep_name() -> str | None:
@@ -148,29 +184,29 @@ def sweep_name() -> str | None:
 
 
 def register_configs() -> None:
-    """Put every schema in Hydra's ConfigStore and register the ``slug`` and ``sweep_name``
-    resolvers (idempotent)."""
-    if not OmegaConf.has_resolver("slug"):
-        OmegaConf.register_new_resolver("slug", slug)
-    if not OmegaConf.has_resolver("sweep_name"):
-        OmegaConf.register_new_resolver("sweep_name", sweep_name)
+    """Put every schema in Hydra's ConfigStore and register the resolvers conf/ uses: ``run_dir``,
+    ``job_dirname`` and ``sweep_name`` (idempotent)."""
+    for name, resolver in (("run_dir", run_dir), ("job_dirname", _job_dirname), ("sweep_name", sweep_name)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     from corp import tasks as _  # noqa: F401
     from corp.consolidate import OPERATORS
     from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task imports the built-ins)
 
+    # Outside every group, so that `--help` and tab completion offer only real options; a group's YAML
+    # takes its schema with `- /<schema name>@_here_` in its defaults list.
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="perturbation", name="perturbation_schema", node=PerturbationConfig)
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(name="model_schema", node=ModelConfig)
+    cs.store(name="perturbation_schema", node=PerturbationConfig)
+    cs.store(name="trainer_schema", node=TrainerConfig)
     for name, task_cls in TASKS.items():
-        cs.store(group="task", name=f"{name}_schema", node=task_cls.config_class)
+        cs.store(name=f"task_{name}_schema", node=task_cls.config_class)
     for name, (config_cls, _factory) in OPERATORS.items():
-        cs.store(group="consolidation", name=f"{name}_schema", node=config_cls)
+        cs.store(name=f"consolidation_{name}_schema", node=config_cls)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad config value, with a message naming the key and what is allowed."""
 
 
@@ -192,6 +228,10 @@ def _check_cross_group(cfg: Config) -> None:
         raise ValueError(f"mode={cfg.mode!r}; allowed: {', '.join(MODES)}")
     if cfg.resume not in RESUME:
         raise ValueError(f"resume={cfg.resume!r}; allowed: {', '.join(RESUME)}")
+    for name, entry in cfg.logger.items():
+        if not isinstance(entry, dict) or "_target_" not in entry:
+            raise ValueError(f"logger.{name}: needs a _target_ (e.g. corp.observe.loggers.WandbLogger); "
+                             "choose loggers with logger=wandb, logger=[wandb,csv] or logger=none")  # fmt: skip
     if not cfg.checkpoint_every_s > 0:
         raise ValueError(f"checkpoint_every_s={cfg.checkpoint_every_s!r}: must be > 0 (seconds)")
 

@@ -21,7 +21,7 @@ from lightning.fabric import Fabric
 from tqdm.auto import tqdm
 
 from corp.consolidate.base import Operator, Population, PopulationScores, Scores
-from corp.observe import wandb_content
+from corp.observe.callbacks import Callbacks, PointScored, RoundEnded
 from corp.observe.rounds import RoundsFile, population_entry, reward_by_sigma
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
@@ -113,16 +113,22 @@ class RoundLoop:
         store: ScoreStore,
         free_points: set[tuple] | None = None,
         checkpoint_every_s: float = 60.0,
-        wandb_run: Any = None,
+        callbacks: Callbacks | None = None,
+        samples: int = 0,
     ) -> None:
         self.fabric, self.space, self.scorer, self.operator = fabric, space, scorer, operator
-        self.wandb_run = wandb_run  # W&B run for tables and histograms (rank 0), or None
+        # observers of every scored point and round (rank 0 only), with ``samples`` completions per member
+        self.callbacks = callbacks if callbacks is not None and fabric.is_global_zero else Callbacks()
+        self.samples = samples
         self.rounds_file = RoundsFile(output_dir / "rounds.jsonl") if fabric.is_global_zero else None
         self.output_dir = output_dir
         self.store = store
         self.free_points = free_points or set()  # (identity, centre, direction) evaluated outside training
         self.checkpoint_every_s = checkpoint_every_s
         self.budget = Budget()
+        self.decoded_points = 0  # members and candidates decoded here (not replayed), failed ones included
+        self._last_failed = False
+        self._observed_examples = 0  # examples behind the points observed so far: a live x-axis
         self.history: list[RoundRecord] = []
         self._round = 0
         self._evals_this_round = 0
@@ -143,11 +149,17 @@ class RoundLoop:
                 save_scored(path, identity, centre, [direction], [row], split, indices)
         self._evals_this_round += 1
         scores = Scores(row.rewards, row.correct)
-        if (identity, *_keys(centre, direction)) not in self.free_points:
+        free = (identity, *_keys(centre, direction)) in self.free_points
+        if not free:
             self.budget.candidate_evals += 1
             self.budget.example_evals += len(scores.rewards)
             if row.source == "loaded":
                 self.budget.example_evals_reused += len(scores.rewards)
+        if self.callbacks and not free:  # a free point (e.g. the base model on probe) was observed as such
+            self._observed_examples += len(scores.rewards)
+            self.callbacks.point(PointScored("candidate", self._round, self._evals_this_round - 1, split,
+                                             scores.mean_reward, scores.accuracy, self._observed_examples,
+                                             replayed=row.source == "resumed"))  # fmt: skip
         if self._eval_bar is None:
             self._eval_bar = tqdm(
                 desc=f"round {self._round}: candidate evaluations",
@@ -174,6 +186,8 @@ class RoundLoop:
 
     def _contain(self, row: Scored) -> Scored:
         row, failed = contain_nonfinite(row)
+        self._last_failed = failed
+        self.decoded_points += 1
         self.budget.failed_points += int(failed)
         return row
 
@@ -183,6 +197,9 @@ class RoundLoop:
         identity, centre = self.store.identity(pop.split, pop.indices), self.space.committed
         rows: list[Scored | None] = [self.store.get(identity, centre, m) for m in pop.members]
         todo = [i for i, row in enumerate(rows) if row is None]
+        for i, row in enumerate(rows):
+            if row is not None:
+                self._observe_member(pop, round_idx, i, row, row.source == "resumed")
         for i, row in zip(todo, self._score_members(pop, todo, round_idx, identity), strict=True):
             rows[i] = row
             self.store.put(identity, centre, pop.members[i], row)
@@ -195,6 +212,25 @@ class RoundLoop:
         return PopulationScores(
             np.stack([r.rewards for r in rows]), np.stack([r.correct for r in rows]), [list(r.answers) for r in rows]
         )
+
+    def _observe_member(self, pop: Population, round_idx: int, i: int, row: Scored, replayed: bool,
+                        completions: list[str] | None = None) -> None:  # fmt: skip
+        if not self.callbacks:
+            return
+        samples = []
+        if completions is not None and self.samples:
+            examples = self.scorer.splits[pop.split]
+            order = pop.indices if pop.indices is not None else range(len(examples))
+            for k, j in enumerate(list(order)[: self.samples]):
+                samples.append({"prompt": examples[j].prompt, "answer": examples[j].answer,
+                                "completion": completions[k], "extracted": row.answers[k],
+                                "reward": float(row.rewards[k])})  # fmt: skip
+        failed = completions is not None and self._last_failed  # decoded here and contained as failed
+        self._observed_examples += len(row.rewards)
+        self.callbacks.point(PointScored("member", round_idx, i, pop.split, float(row.rewards.mean()),
+                                         float(row.correct.mean()), self._observed_examples,
+                                         sigma=float(pop.sigmas[i]), failed=failed, replayed=replayed,
+                                         samples=samples))  # fmt: skip
 
     def _partial_path(self, round_idx: int) -> Path:
         return self.output_dir / "populations" / f"round_{round_idx:03d}.rank{self.fabric.global_rank}.partial.npz"
@@ -219,18 +255,28 @@ class RoundLoop:
         )
         done: list[Scored] = []
         last_save = time.monotonic()
-        for row, member in enumerate(bar):
-            with self.space.perturbed(pop.members[member]):
-                decoded = self.scorer.score(pop.split, pop.indices)
-            scored = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
-            rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
-            done.append(scored)
-            bar.set_postfix(mean_reward=f"{scored.rewards.mean():.3f}")
-            if time.monotonic() - last_save >= self.checkpoint_every_s:
-                members = [pop.members[m] for m in mine[: len(done)]]
-                save_scored(self._partial_path(round_idx), identity, self.space.committed, members, done, pop.split,
-                            pop.indices)  # fmt: skip
-                last_save = time.monotonic()
+
+        def save_partial() -> None:
+            members = [pop.members[m] for m in mine[: len(done)]]
+            save_scored(self._partial_path(round_idx), identity, self.space.committed, members, done, pop.split,
+                        pop.indices)  # fmt: skip
+
+        try:
+            for row, member in enumerate(bar):
+                with self.space.perturbed(pop.members[member]):
+                    decoded = self.scorer.score(pop.split, pop.indices)
+                scored = self._contain(Scored(decoded.scores.rewards, decoded.scores.correct, decoded.answers))
+                rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
+                done.append(scored)
+                self._observe_member(pop, round_idx, member, scored, False, decoded.completions)
+                bar.set_postfix(mean_reward=f"{scored.rewards.mean():.3f}")
+                if time.monotonic() - last_save >= self.checkpoint_every_s:
+                    save_partial()
+                    last_save = time.monotonic()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (corp.errors.Interrupted): keep what was scored
+            if done:
+                save_partial()
+            raise
         if world > 1 and todo:
             rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
             correct = self.fabric.all_gather(correct).cpu()
@@ -312,7 +358,6 @@ class RoundLoop:
                 "throughput/tokens_per_s": tokens / max(seconds, 1e-9),
             }
         )
-        self.fabric.log_dict(metrics, step=record.round_idx)
         if not self.fabric.is_global_zero:
             return
         entry = {
@@ -323,8 +368,7 @@ class RoundLoop:
             "details": record.details,
         }
         self.rounds_file.append(entry)
-        if self.wandb_run is not None:
-            wandb_content.log_round(self.wandb_run, entry)
+        self.callbacks.round_end(RoundEnded(record.round_idx, metrics, entry))
         pop_part = ""
         if record.scores is not None:
             pop_part = (

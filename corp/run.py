@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,19 @@ from corp.config import Config, ConfigError, to_plain, validate
 from corp.consolidate import build_operator
 from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
+from corp.errors import Interrupted, RunFailed, UserError
 from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite, decode_totals
 from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve, save_model
 from corp.models.precision import compute_dtype, dtype_name, resolve_dtype, set_compute_dtype
-from corp.observe import wandb_content
+from corp.observe.callbacks import (
+    Callbacks,
+    EvalScored,
+    RunEnded,
+    RunStarted,
+    SamplesReady,
+    build_callbacks,
+)
+from corp.observe.loggers import WANDB_RUN_FILE
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
@@ -37,84 +49,144 @@ from corp.tasks.base import SPLITS, build_task
 log = logging.getLogger(__name__)
 
 
-def build_loggers(cfg: Config, output_dir: Path) -> list:
-    if cfg.logger.name == "none":
-        return []
-    if cfg.logger.name == "csv":
-        from lightning.fabric.loggers import CSVLogger
-
-        return [CSVLogger(root_dir=str(output_dir), name="csv", version="")]
-    from lightning.pytorch.loggers import WandbLogger
-
-    offline = cfg.logger.offline
-    if offline is None:  # online only when the user has a key configured
-        offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
-    return [
-        WandbLogger(
-            project=cfg.logger.project,
-            name=output_dir.name,
-            group=cfg.logger.group,
-            save_dir=str(output_dir),
-            offline=offline,
-            config=to_plain(cfg),
-        )
-    ]
+def build_loggers(typed: Config) -> Callbacks:
+    """The loggers of ``logger.*``, built with ``_target_`` before anything is written."""
+    try:
+        return Callbacks(build_callbacks(typed.logger))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
-def _netrc_has_wandb() -> bool:
-    netrc = Path.home() / ".netrc"
-    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-
-
-def _wandb_run(loggers: list) -> Any:
-    for lg in loggers:
-        if type(lg).__name__ == "WandbLogger":
-            return lg.experiment
-    return None
-
-
-def run(cfg: DictConfig | Config) -> dict[str, Any]:
+def run(cfg: DictConfig | Config, on_start: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Post-train ``cfg.model`` on ``cfg.task`` with ``cfg.consolidation`` (or, with ``mode=eval``,
-    evaluate a saved direction or model); returns results.json's content."""
+    evaluate a saved direction or model); returns results.json's content.
+
+    ``on_start(output_dir)`` is called on rank 0 once the run is accepted, before it writes anything
+    else (train.py saves Hydra's own config files there). A run refused for bad input, at the start or
+    later (a reward function that raises, every point failed), raises a ``UserError`` and, if it started
+    the folder, leaves nothing in it; an interrupted one (SIGINT, SIGTERM) saves what it scored."""
     typed = validate(cfg)  # every config error surfaces here, before any work
     start = time.perf_counter()
     out = Path(typed.output_dir)
     if typed.trainer.num_threads:
         torch.set_num_threads(typed.trainer.num_threads)
     inputs = _prepare(typed)  # data, operator, model files: checked before anything is written
+    callbacks = build_loggers(typed)
+    fabric = _fabric(typed)
     resumed = typed.mode == "train" and _check_resume(typed, out)
     if resumed and (out / "results.json").exists():  # finished: rerunning a sweep skips its done jobs
         results = json.loads((out / "results.json").read_text())
         log.info("%s already holds this finished run (resume=never redoes it)", out)
         _print_summary(results, out)
         return results
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", to_plain(typed))
+    fresh = not (out / "config.json").exists()
+    if fabric.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "config.json", to_plain(typed))
+        if on_start is not None:
+            on_start(out)
+    else:
+        callbacks = Callbacks()  # only rank 0 observes
 
-    loggers = build_loggers(typed, out)
-    fabric = Fabric(
-        accelerator=typed.trainer.accelerator,
-        devices=typed.trainer.devices,
-        num_nodes=typed.trainer.num_nodes,
-        strategy=typed.trainer.strategy,
-        loggers=loggers,
-    )
-    fabric.launch()
     status = "failed"
     try:
-        if typed.mode == "eval":
-            results = _evaluate_only(typed, fabric, inputs, out, start)
-        else:
-            results = _run(typed, fabric, inputs, out, start, loggers, resumed)
+        with _interrupts_raise():
+            # before any decoding: a dashboard shows the run from its first second, and a crash too
+            callbacks.start(RunStarted(out, to_plain(typed), resumed, typed.mode))
+            fabric.launch()
+            if typed.mode == "eval":
+                results = _evaluate_only(typed, fabric, inputs, out, start, callbacks)
+            else:
+                results = _run(typed, fabric, inputs, out, start, callbacks, resumed)
         status = "success"
         return results
+    except UserError:
+        status = "refused"
+        raise
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
     finally:  # each run (also each multirun job) is closed, even on failure
-        for lg in loggers:
-            lg.finalize(status)
-        if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
-            import wandb
+        callbacks.finish(status)
+        if status == "refused" and fresh and fabric.is_global_zero:
+            remove_run_outputs(out)
 
-            wandb.finish(exit_code=0 if status == "success" else 1)  # a no-op if no run was started
+
+# what a run writes into its folder (besides Hydra's log): removed when a fresh run is refused
+RUN_OUTPUTS = ("config.json", ".hydra", "results.json", "direction.json", "samples.jsonl", "rounds.jsonl", "plots",
+               "model", "model.tmp", "checkpoints", "populations", "evals", "wandb", WANDB_RUN_FILE, "csv",
+               "tensorboard", "mlruns")  # fmt: skip
+
+
+def remove_run_outputs(out: Path) -> None:
+    """Delete what this run wrote into ``out``; the folder itself goes too if nothing else is left."""
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
+def _fabric(typed: Config) -> Fabric:
+    """Lightning Fabric for ``trainer.*``; a device that is not there is a config error, found before
+    anything is written."""
+    t = typed.trainer
+    try:
+        fabric = Fabric(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy)
+    except (RuntimeError, ValueError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"trainer.accelerator={t.accelerator!r} trainer.devices={t.devices} trainer.strategy={t.strategy!r}: "
+            f"{first} (trainer=cpu runs anywhere)"
+        ) from None
+    if _starts_processes(fabric) and _in_multirun():
+        raise ConfigError(
+            f"trainer.devices={t.devices} with trainer.strategy={t.strategy!r} in a multirun: Lightning would start "
+            "each extra process by re-running the whole sweep's command line. Run such jobs one at a time (no -m), "
+            "under torchrun or srun, or with hydra/launcher=slurm and hydra.launcher.tasks_per_node="
+            f"{t.devices} (SLURM starts the processes)"
+        )
+    return fabric
+
+
+def _starts_processes(fabric: Fabric) -> bool:
+    """Whether ``fabric.launch()`` would start the other ranks itself by re-running ``sys.argv``."""
+    from lightning.fabric.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(fabric._strategy, "launcher", None)
+    return (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and not launcher.cluster_environment.creates_processes_externally
+    )
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@contextmanager
+def _interrupts_raise():
+    """SIGINT and SIGTERM raise ``Interrupted`` where the run is, so that what it scored so far is
+    saved on the way out (a rerun continues from there). Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass
@@ -140,7 +212,7 @@ def _prepare(typed: Config) -> Inputs:
     except (ValueError, OSError) as err:
         raise ConfigError(str(err)) from None
     try:
-        source = resolve(typed.model)
+        source = _resolve_model(typed.model)
         tokenizer = load_tokenizer(typed.model, source)
     except (ValueError, FileNotFoundError) as err:  # these name the key already
         raise ConfigError(str(err).strip("'\"")) from None
@@ -148,6 +220,23 @@ def _prepare(typed: Config) -> Inputs:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model.name_or_path={typed.model.name_or_path!r}: cannot load it ({first})") from None
     return Inputs(task, splits, operator, source, tokenizer, evaluated)
+
+
+def _resolve_model(model: ModelConfig) -> Path | str:
+    """``resolve``, with an unreadable GGUF file (truncated, corrupt) refused naming the key and the file."""
+    name = model.name_or_path
+    if not (name == "embedded" or name.endswith(".gguf")):
+        return resolve(model)
+    try:
+        return resolve(model)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # the GGUF reader fails deep inside (reshape, struct, key errors)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"model.name_or_path={name!r}: cannot read the GGUF file, it is truncated or corrupt "
+            f"({type(err).__name__}: {first[:200]})"
+        ) from None
 
 
 # keys that may change when a run is continued: they do not change its results
@@ -241,22 +330,23 @@ def _setup(typed: Config, fabric: Fabric, inputs: Inputs, out: Path):
     return model, tokenizer, space, scorer, store
 
 
-def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, loggers, resumed: bool):
+def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, callbacks: Callbacks, resumed: bool):
     model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
     if typed.population.load:  # first, so that points this run took from others stay counted as reused
         store.load(typed.population.load, exclude=out)  # a sweep folder holds this run's folder too
     if resumed:  # this run's own earlier scores: replaying them is not reuse
         store.load(out, source="resumed")
     points = PointScorer(scorer, space, store, out, fabric)
-    base = _score_splits(points, "base")
-    wandb_run = _wandb_run(loggers) if fabric.is_global_zero else None
-    if wandb_run is not None:  # what the base model answers, before any training
-        rows = _sample_rows(scorer, base["test"])[: typed.log_samples]
-        wandb_content.log_samples(wandb_run, "samples/start", rows, step=0)
+    base = _score_splits(points, "base", callbacks)
+    if callbacks:  # what the base model answers, before any training
+        callbacks.samples(SamplesReady("samples/start", _sample_rows(scorer, base["test"])[: typed.log_samples], 0))
     loop = RoundLoop(fabric, space, scorer, inputs.operator, out, store, points.keys, typed.checkpoint_every_s,
-                     wandb_run)  # fmt: skip
+                     callbacks, typed.log_samples)  # fmt: skip
     loop.run()
-    final = _score_splits(points, "final")
+    if loop.decoded_points and loop.budget.failed_points == loop.decoded_points:
+        raise RunFailed(f"{_reward_key(typed)}: every point scored in training ({loop.decoded_points}) had NaN or "
+                        "infinite rewards, so every one failed; no result is written")  # fmt: skip
+    final = _score_splits(points, "final", callbacks)
     ensemble = inputs.operator.test_ensemble()
     votes = _vote(points, ensemble) if ensemble is not None else None
 
@@ -264,14 +354,20 @@ def _run(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float,
     throughput = _throughput(decode_totals(fabric, scorer), seconds, fabric.world_size)
     results = _results(typed, inputs.task, base, final, loop, votes, seconds, throughput)
     if fabric.is_global_zero:
-        _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, loggers)
-        final_metrics = wandb_content.flatten(results, "final")
-        fabric.log_dict({k: float(v) for k, v in final_metrics.items() if wandb_content.is_number(v)})
+        _write_outputs(typed, out, space, model, tokenizer, scorer, base, final, loop, results, callbacks)
         _print_summary(results, out)
     return results
 
 
-def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float) -> dict[str, Any]:
+def _reward_key(typed: Config) -> str:
+    """The setting that decides the rewards, for messages: the user's reward function, else the task."""
+    reward_fn = getattr(typed.task, "reward_fn", None)
+    return f"task.reward_fn={reward_fn!r}" if reward_fn else f"task={typed.task.name}"
+
+
+def _evaluate_only(
+    typed: Config, fabric: Fabric, inputs: Inputs, out: Path, start: float, callbacks: Callbacks
+) -> dict[str, Any]:
     """``mode=eval``: the base and the saved direction or model on ``eval.splits``."""
     model, tokenizer, space, scorer, store = _setup(typed, fabric, inputs, out)
     if typed.population.load:
@@ -295,6 +391,7 @@ def _evaluate_only(typed: Config, fabric: Fabric, inputs: Inputs, out: Path, sta
     res["throughput"] = _throughput(decode_totals(fabric, scorer), res["seconds"], fabric.world_size)
     if fabric.is_global_zero:
         atomic_write_json(out / "results.json", res)
+        callbacks.end(RunEnded(res))
         if "test" in typed.eval.splits:
             _write_samples(out / "samples.jsonl", scorer, base["test"], final["test"])
         lines = [f"evaluated {evaluated} on {inputs.task.name}", f"{'split':<8} {'n':>5} {'base':>8} {'evaluated':>10}"]
@@ -363,8 +460,12 @@ class PointScorer:
         return decoded
 
 
-def _score_splits(points: PointScorer, label: str) -> dict[str, Decoded]:
-    return {split: points(split, f"{label}_model") for split in SPLITS}
+def _score_splits(points: PointScorer, label: str, callbacks: Callbacks) -> dict[str, Decoded]:
+    scored = {}
+    for split in SPLITS:
+        scored[split] = points(split, f"{label}_model")
+        callbacks.eval(EvalScored(label, split, scored[split].scores.accuracy, scored[split].scores.mean_reward))
+    return scored
 
 
 def _vote(points: PointScorer, ensemble: Ensemble) -> dict[str, Any]:
@@ -434,7 +535,7 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()}
 
 
-def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, final, loop, results, loggers) -> None:
+def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, final, loop, results, callbacks) -> None:
     atomic_write_json(out / "results.json", results)
     atomic_write_json(
         out / "direction.json",
@@ -454,13 +555,10 @@ def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, fina
     if typed.export_model:
         save_model(model, tokenizer, space.centre_state(), typed.model.export_dtype, out / "model")
 
-    run = _wandb_run(loggers)
-    if run is not None:
-        run.summary.update(wandb_content.run_summary(to_plain(typed), results))
-        step = loop.budget.rounds  # after the last round
-        wandb_content.log_images(run, plots, step)
+    if callbacks:
         rows = _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]
-        wandb_content.log_samples(run, "samples/end", rows, step)
+        callbacks.samples(SamplesReady("samples/end", rows, max(loop.budget.rounds - 1, 0)))
+        callbacks.end(RunEnded(results, plots))
 
 
 def _sample_rows(scorer: Scorer, base: Decoded, final: Decoded | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ GROUP_OPTIONS = {
     "task": ["arithmetic", "countdown"],
     "perturbation": ["default", "paper"],
     "consolidation": ["corp", "corp_paper", "randopt", "randopt_10x", "soup", "es", "es_paper"],
-    "logger": ["wandb", "csv", "none"],
+    "logger": ["wandb", "csv", "none", "tensorboard", "mlflow"],
     "trainer": ["cpu", "gpu"],
 }
 
@@ -55,7 +55,7 @@ def test_overrides_reach_the_typed_config():
         ("consolidation.quantiles=[0.0]", "consolidation.quantiles"),
         ("model.dtype=float8", "model.dtype"),
         ("model.batch_size=-1", "model.batch_size"),
-        ("logger.name=tensorboard", "logger.name"),
+        ("+logger.mine.project=x", "logger.mine"),
     ],
 )
 def test_invalid_values_name_the_key(override, key):

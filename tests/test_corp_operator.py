@@ -279,7 +279,7 @@ def test_config_validation_names_the_key():
 @pytest.mark.parametrize("name", ["corp", "corp_paper"])
 def test_yaml_matches_schema(name):
     raw = OmegaConf.load(CONF / f"{name}.yaml")
-    assert list(raw.pop("defaults")) == ["corp_schema", "_self_"]
+    assert list(raw.pop("defaults")) == ["/consolidation_corp_schema@_here_", "_self_"]
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CorpConfig), raw))
     assert isinstance(cfg, CorpConfig) and cfg.name == "corp"
 

@@ -79,7 +79,7 @@ def parallel_sweep(tiny_model_dir, tmp_path_factory):
     """Two jobs at once through the joblib launcher, logged to W&B offline."""
     sweep = tmp_path_factory.mktemp("parallel") / "my_sweep"
     args = ["seed=0,1", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", f"model.name_or_path={tiny_model_dir}",
-            "logger=wandb", "logger.offline=true", *FAST]  # fmt: skip
+            "logger=wandb", "logger.wandb.offline=true", *FAST]  # fmt: skip
     proc = multirun(args, sweep, env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
     return sweep, proc
 
@@ -105,7 +105,7 @@ def test_each_job_is_its_own_wandb_run_grouped_by_the_sweep(parallel_sweep):
         run = records["run"].run
         assert run.run_group == "my_sweep" and run.display_name == job.name and run.project == "corp"
         assert records["exit"].exit.exit_code == 0  # wandb.finish() closed the run
-        assert json.loads((job / "config.json").read_text())["logger"]["group"] == "my_sweep"
+        assert json.loads((job / "config.json").read_text())["logger"]["wandb"]["group"] == "my_sweep"
         run_ids.add(run.run_id)
     assert len(run_ids) == 2
 
@@ -114,17 +114,17 @@ def test_wandb_group_is_the_sweep_only_in_a_multirun():
     try:
         single = compose_with_hydra(["logger=wandb"])
         HydraConfig.instance().set_config(single)
-        assert single.logger.group is None
+        assert single.logger.wandb.group is None
         multi = compose_with_hydra(["logger=wandb", "hydra.mode=MULTIRUN", "hydra.sweep.dir=/x/lr_search"])
         HydraConfig.instance().set_config(multi)
-        assert multi.logger.group == "lr_search"
-        named = compose_with_hydra(["logger=wandb", "hydra.mode=MULTIRUN", "logger.group=mine"])
+        assert multi.logger.wandb.group == "lr_search"
+        named = compose_with_hydra(["logger=wandb", "hydra.mode=MULTIRUN", "logger.wandb.group=mine"])
         HydraConfig.instance().set_config(named)
-        assert named.logger.group == "mine"
+        assert named.logger.wandb.group == "mine"
     finally:
         HydraConfig.instance().cfg = None
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):  # outside a Hydra run
-        assert compose(config_name="config", overrides=["logger=wandb"]).logger.group is None
+        assert compose(config_name="config", overrides=["logger=wandb"]).logger.wandb.group is None
 
 
 def test_optuna_sweep_maximises_the_probe_accuracy(tiny_model_dir, tmp_path):

@@ -44,18 +44,32 @@ def wandb_run(tiny_model_dir, task_args, tmp_path_factory):  # noqa: F811
     return out, results, run_file
 
 
-def read_back(run_file: Path) -> tuple[dict[int, dict], dict]:
-    """History values per trainer/global_step (the round), and the final summary, of a .wandb file."""
-    history: dict[int, dict] = defaultdict(dict)
+def read_back(run_file: Path) -> tuple[list[dict], dict[int, dict], dict, list]:
+    """A .wandb file's history: the per-point rows (in order), the per-round values merged by round;
+    its final summary; and the kind of each history row, in order."""
+    points: list[dict] = []
+    rounds: dict[int, dict] = defaultdict(dict)
     summary: dict = {}
+    order = []
     for record in wandb_records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = unflatten(record.history.item)
-            history[int(row["trainer/global_step"])].update(row)
+            if "point" in row:
+                points.append(row)
+                order.append("point")
+            else:
+                rounds[int(row["round"])].update(row)
+                order.append("round")
         elif kind == "summary":
             summary.update(unflatten(record.summary.update))
-    return history, summary
+    return points, rounds, summary, order
+
+
+def step_metrics(run_file: Path) -> dict[str, str]:
+    """define_metric records: metric name or glob -> its x-axis."""
+    return {r.metric.name or r.metric.glob_name: r.metric.step_metric for r in wandb_records(run_file)
+            if r.WhichOneof("record_type") == "metric"}  # fmt: skip
 
 
 def unflatten(items) -> dict:
@@ -75,57 +89,72 @@ def media(run_file: Path, value: dict) -> Path:
     return run_file.parent / "files" / value["path"]
 
 
-def test_wandb_offline_run_holds_every_round_metric_and_table(wandb_run):
-    out, results, run_file = wandb_run
-    history, _ = read_back(run_file)
-    rounds = results["rounds"]
-    assert len(rounds) == 2 and "stage1/probe_acc" in rounds[0] and "stage2/gated" in rounds[1]
-    for r in rounds:
-        logged = history[r["round"]]
-        for key in ("population/reward_mean", "population/reward_std", "population/reward_min",
-                    "population/reward_max", "budget/noise_draws", "budget/noise_draws_round",
-                    "throughput/examples_per_s", "throughput/tokens_per_s", "round/committed"):  # fmt: skip
+def test_wandb_logs_every_scored_point_live_from_the_first_member(wandb_run):
+    _, results, run_file = wandb_run
+    points, _, _, order = read_back(run_file)
+    budget = results["budget"]
+    members = [p for p in points if "member/reward" in p]
+    candidates = [p for p in points if "candidate/reward" in p]
+    assert len(members) == budget["members_scored"] and len(candidates) == budget["candidate_evals"]
+    assert [p["point"] for p in points] == list(range(1, len(points) + 1))
+    assert order.index("point") < order.index("round") or order[0] == "round"
+    first_round_row = next(i for i, k in enumerate(order) if k == "round" and i > order.index("point"))
+    assert order[:first_round_row].count("point") >= 4  # round 0's members are on the chart before it ends
+    assert [p["round"] for p in members[:4]] == [0, 0, 0, 0] and {m["member/sigma"] for m in members[:4]} == {0.5, 1.0}
+    assert all(0 <= p["member/accuracy"] <= 1 for p in members)
+    assert points[-1]["example_evals"] == budget["example_evals"]
+    axes = step_metrics(run_file)
+    assert axes["member/*"] == axes["candidate/*"] == axes["example_evals"] == "point"
+    assert axes["population/reward_mean"] == "round"
+
+
+def test_wandb_rounds_hold_recurring_values_and_tables_single_ones_go_to_the_summary(wandb_run):
+    _, results, run_file = wandb_run
+    _, rounds, summary, _ = read_back(run_file)
+    history = results["rounds"]
+    assert len(history) == 2 and "stage1/probe_acc" in history[0] and "stage2/gated" in history[1]
+    for r in history:
+        logged = rounds[r["round"]]
+        for key in ("population/reward_mean", "population/reward_std", "budget/noise_draws", "round/committed",
+                    "throughput/examples_per_s"):  # fmt: skip
             assert isinstance(logged[key], (int, float)), key
         assert logged["population/reward_hist"]["_type"] == "histogram"
-        for key, value in r.items():  # every operator metric reached W&B with its value
-            if key not in ("round", "committed"):
-                assert logged[key] == pytest.approx(float(value)), key
-    stage1 = history[0]
-    for key in ("stage1/elite_size", "stage1/ess", "stage1/alignment_mean", "stage1/dispersion_rel_mean",
-                "stage1/eff_rank", "stage1/kappa", "population/sigma_0.5/reward_mean"):  # fmt: skip
-        assert key in stage1, key
-    assert {"stage2/gated", "stage2/accepted", "stage2/gate_score"} <= set(history[1])
+        assert logged["samples/round_best_member"]["_type"] == "table-file"
+    once = [k for k in history[0] if k.startswith("stage1/")]  # stage 1 happens in round 0 only
+    assert once
+    for key in once:
+        assert key not in rounds[0] and summary[key] == pytest.approx(float(history[0][key])), key
+    stage1 = rounds[0]
     candidates = json.loads(media(run_file, stage1["stage1/candidate_scores"]).read_text())
     assert {"q", "beta", "scale", "probe_acc"} <= set(candidates["columns"])
-    assert len(candidates["data"]) == rounds[0]["stage1/candidates"]
-    elite = json.loads(media(run_file, stage1["stage1/elite_members"]).read_text())
-    weights = [row[elite["columns"].index("weight")] for row in elite["data"]]
-    assert len(weights) == rounds[0]["stage1/elite_size"] and sum(weights) == pytest.approx(1.0)
-    draws = sum(history[r["round"]]["budget/noise_draws_round"] for r in rounds)
-    assert draws == pytest.approx(history[len(rounds) - 1]["budget/noise_draws"])  # per-round deltas add up
+    assert len(candidates["data"]) == history[0]["stage1/candidates"]
+    best = json.loads(media(run_file, stage1["samples/round_best_member"]).read_text())
+    assert {"member", "sigma", "prompt", "completion", "reward"} <= set(best["columns"]) and len(best["data"]) == 5
 
 
-def test_wandb_offline_run_holds_samples_plots_and_summary(wandb_run):
+def test_wandb_summary_is_the_headline_budget_and_throughput(wandb_run):
     out, results, run_file = wandb_run
-    history, summary = read_back(run_file)
-    logged = {k: v for row in history.values() for k, v in row.items()}
+    _, rounds, summary, _ = read_back(run_file)
+    assert summary["test/accuracy"] == results["test"]["final"]
+    assert summary["test/base_accuracy"] == results["test"]["base"]
+    assert summary["test/gain"] == pytest.approx(results["test"]["final"] - results["test"]["base"])
+    assert summary["probe/accuracy"] == results["probe"]["final"]
+    assert summary["budget/members_scored"] == results["budget"]["members_scored"]
+    assert summary["throughput/examples_decoded"] == results["throughput"]["examples_decoded"]
+    assert not [k for k in summary if k.startswith(("config/", "results/", "final/", "member/", "candidate/"))]
+    logged = {k: v for row in rounds.values() for k, v in row.items()}
     start = json.loads(media(run_file, logged["samples/start"]).read_text())
     end = json.loads(media(run_file, logged["samples/end"]).read_text())
-    assert {"prompt", "base_completion", "base_answer", "base_reward"} <= set(start["columns"])
-    assert "final_completion" not in start["columns"]  # logged before training
-    assert {"prompt", "base_answer", "final_answer", "final_reward"} <= set(end["columns"])
-    assert len(start["data"]) == len(end["data"]) == 5  # log_samples
+    assert "final_completion" not in start["columns"] and len(start["data"]) == len(end["data"]) == 5
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     col = end["columns"].index("final_completion")
     assert [row[col] for row in end["data"]] == [s["final_completion"] for s in samples[:5]]
     for name in CORP_PLOTS:
         image = logged[f"plots/{name}"]
         assert image["_type"] == "image-file" and media(run_file, image).stat().st_size > 10_000, name
-    assert summary["config/seed"] == 0 and summary["config/perturbation/population_size"] == 4
-    assert summary["config/consolidation/name"] == "corp"
-    assert summary["results/test/final"] == results["test"]["final"]
-    assert summary["results/budget/noise_draws"] == results["budget"]["noise_draws"]
-    assert summary["results/throughput/examples_decoded"] == results["throughput"]["examples_decoded"]
+    saved = json.loads((out / "wandb_run.json").read_text())
+    (run,) = [r.run for r in wandb_records(run_file) if r.WhichOneof("record_type") == "run"]
+    assert saved["id"] == run.run_id and run.job_type == "train"
 
 
 def valid_png(path: Path) -> tuple[int, int]:

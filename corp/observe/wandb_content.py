@@ -1,8 +1,5 @@
 """What goes to W&B besides the scalar metrics: per-round histograms and tables, sample
-completions, the run's plots, and config + results as the run summary.
-
-Everything is logged against ``trainer/global_step`` (the round), the x-axis Lightning's
-``WandbLogger`` sets for the scalar metrics, so tables line up with the curves.
+completions, the run's plots, and the summary's headline (see ``corp.observe.loggers.WandbLogger``).
 """
 
 from __future__ import annotations
@@ -13,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from corp.observe.rounds import jsonable
-
-STEP_KEY = "trainer/global_step"
 
 
 def is_number(v: Any) -> bool:
@@ -58,38 +53,30 @@ def round_content(entry: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def log_round(run: Any, entry: dict[str, Any]) -> None:
-    content = round_content(jsonable(entry))
-    if content:
-        run.log({**content, STEP_KEY: entry["round"]})
-
-
-def log_samples(run: Any, key: str, rows: Sequence[dict[str, Any]], step: int) -> None:
-    run.log({key: table(rows), STEP_KEY: step})
-
-
-def log_images(run: Any, paths: Sequence[Path], step: int) -> None:
+def log_images(run: Any, paths: Sequence[Path], round_idx: int) -> None:
+    """The run's plots (media panels, not charts), once, at its last round."""
     import wandb
 
-    if paths:
-        run.log({**{f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}, STEP_KEY: step})
+    for p in paths:
+        run.define_metric(f"plots/{p.stem}", step_metric="round", summary="none")
+    run.log({"round": round_idx, **{f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}})
 
 
-def flatten(value: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Nested dicts as ``prefix/a/b`` keys; lists of rows (e.g. results' per-round metrics,
-    logged per round already) are left out, other lists kept as they are."""
-    flat: dict[str, Any] = {}
-    for k, v in value.items():
-        key = f"{prefix}/{k}"
-        if isinstance(v, dict):
-            flat.update(flatten(v, key))
-        elif isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v):
-            continue
-        else:
-            flat[key] = v
-    return flat
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """The summary a reader looks for first: accuracy of the final model and its gain over the base on
+    every split, the budget and the throughput (results.json holds the rest)."""
+    from corp.tasks.base import SPLITS
 
-
-def run_summary(config: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """config.json and results.json as flat summary keys: ``config/...`` and ``results/...``."""
-    return {**flatten(jsonable(config), "config"), **flatten(jsonable(results), "results")}
+    out: dict[str, float] = {}
+    for split in SPLITS:
+        r = results.get(split)
+        if isinstance(r, dict) and "final" in r:
+            out[f"{split}/accuracy"] = r["final"]
+            out[f"{split}/base_accuracy"] = r["base"]
+            out[f"{split}/gain"] = r["final"] - r["base"]
+            out[f"{split}/reward"] = r["final_reward"]
+    for group in ("budget", "throughput"):
+        out.update({f"{group}/{k}": v for k, v in results.get(group, {}).items() if is_number(v)})
+    if is_number(results.get("seconds")):
+        out["seconds"] = results["seconds"]
+    return out

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corp.errors import UserError
 from corp.tasks.base import Example, register_task
 from corp.tasks.dataset import DataConfig, DatasetTask
 
@@ -116,12 +117,12 @@ class CustomTask(DatasetTask):
         if not self._kwargs:
             missing = self._params - set(columns) - {"completions"}
             if missing:
-                raise ValueError(f"{self.reward_spec} asks for {sorted(missing)}, which are not columns of the data")
+                raise UserError(f"{self.reward_spec} asks for {sorted(missing)}, which are not columns of the data")
             columns = {k: v for k, v in columns.items() if k in self._params}
         try:
             out = self.reward_fn(completions=completions, **columns)
         except Exception as err:
-            raise ValueError(f"{self.reward_spec} raised {type(err).__name__}: {err}") from err
+            raise UserError(f"{self.reward_spec} raised {type(err).__name__}: {err}") from err
         return self._check(out, len(completions), strict)
 
     def _check(self, out: Any, n: int, strict: bool) -> list[float]:
@@ -130,15 +131,13 @@ class CustomTask(DatasetTask):
         NaN and inf are errors in the pre-flight call (``strict``); during a run they pass
         through, and the loop scores that model as failed (corp.loop.contain_nonfinite)."""
         if isinstance(out, (str, bytes, dict)) or not hasattr(out, "__len__"):
-            raise ValueError(f"{self.reward_spec} returned {type(out).__name__}; expected a list of {n} floats")
+            raise UserError(f"{self.reward_spec} returned {type(out).__name__}; expected a list of {n} floats")
         if len(out) != n:
-            raise ValueError(f"{self.reward_spec} returned {len(out)} rewards for {n} completions")
+            raise UserError(f"{self.reward_spec} returned {len(out)} rewards for {n} completions")
         values = []
         for i, v in enumerate(out):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or (strict and not math.isfinite(float(v))):
-                raise ValueError(
-                    f"{self.reward_spec} returned {v!r} at index {i}; every reward must be a finite number"
-                )
+                raise UserError(f"{self.reward_spec} returned {v!r} at index {i}; every reward must be a finite number")
             values.append(float(v))
         return values
 

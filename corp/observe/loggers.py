@@ -1,0 +1,246 @@
+"""The loggers a run can write to, each a callback built from ``conf/logger/<name>.yaml`` with
+``_target_``. Several at once: ``logger=[wandb,csv]``; a key of one: ``logger.wandb.tags=[a,b]``.
+
+W&B goes through the ``wandb`` client directly (Fabric ships no W&B logger; the Trainer's prints a
+warning on every run). CSV and TensorBoard are Lightning Fabric's loggers; MLflow is its own client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from corp.observe import wandb_content
+from corp.observe.callbacks import (
+    Callback,
+    EvalScored,
+    PointScored,
+    RoundEnded,
+    RunEnded,
+    RunStarted,
+    SamplesReady,
+)
+
+WANDB_RUN_FILE = "wandb_run.json"  # in the run folder: the W&B run id, so that a resume continues that run
+
+
+def _require(module: str, key: str, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"{key} needs the {package!r} package (pip install {package})")
+
+
+class WandbLogger(Callback):
+    """One W&B run per run folder. Live: one history step per scored member or candidate (x-axis
+    ``point``), per round (x-axis ``round``) the scalars, tables and histograms that recur, and the best
+    member's sample completions. A value seen in a single round goes to the summary, never to a
+    one-point chart. The summary holds the headline (``test/accuracy``, ``test/base_accuracy``,
+    ``test/gain``, ``probe/accuracy``), the budget and the throughput; the config is the run's config."""
+
+    def __init__(self, project: str = "corp", entity: str | None = None, name: str | None = None,
+                 group: str | None = None, tags: list[str] | None = None, job_type: str | None = None,
+                 notes: str | None = None, offline: bool | None = None) -> None:  # fmt: skip
+        _require("wandb", "logger.wandb", "wandb")
+        self.settings = dict(project=project, entity=entity, name=name, group=group, tags=list(tags or []),
+                             job_type=job_type, notes=notes)  # fmt: skip
+        self.offline = offline
+        self.run: Any = None
+        self.out: Path | None = None
+        self._logged_round = -1  # rounds observed in an earlier attempt are not logged again
+        self._point = 0
+        self._once: dict[str, tuple[int, float]] = {}  # round scalars seen in one round so far
+        self._recurring: set[str] = set()
+        self._best: PointScored | None = None  # the round's best member, for its sample table
+
+    def on_run_start(self, rec: RunStarted) -> None:
+        import wandb
+
+        self.out = rec.output_dir
+        saved = rec.output_dir / WANDB_RUN_FILE
+        state = json.loads(saved.read_text()) if rec.resumed and saved.exists() else {}
+        run_id = state.get("id") or uuid.uuid4().hex[:8]
+        self._logged_round = state.get("round", -1) if state else -1
+        offline = self.offline
+        if offline is None:  # online only when the user has a key configured
+            offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
+        s = self.settings
+        self.run = wandb.init(project=s["project"], entity=s["entity"], name=s["name"] or rec.output_dir.name,
+                              group=s["group"], tags=s["tags"], job_type=s["job_type"] or rec.mode, notes=s["notes"],
+                              dir=str(rec.output_dir), id=run_id, resume="allow", config=rec.config,
+                              mode="offline" if offline else "online")  # fmt: skip
+        self._save_state(run_id)
+        for axis in ("point", "round"):
+            self.run.define_metric(axis, summary="none")
+        for prefix in ("member", "candidate"):
+            self.run.define_metric(f"{prefix}/*", step_metric="point", summary="none")
+        self.run.define_metric("example_evals", step_metric="point", summary="none")
+
+    def _save_state(self, run_id: str) -> None:
+        tmp = self.out / (WANDB_RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps({"id": run_id, "round": self._logged_round}))
+        os.replace(tmp, self.out / WANDB_RUN_FILE)
+
+    def on_point(self, rec: PointScored) -> None:
+        self._point += 1
+        if rec.kind == "member" and not rec.failed and (self._best is None or rec.reward > self._best.reward):
+            self._best = rec
+        if rec.replayed:
+            return
+        row = {"point": self._point, "round": rec.round, "example_evals": rec.example_evals,
+               f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy}  # fmt: skip
+        if rec.sigma is not None:
+            row[f"{rec.kind}/sigma"] = rec.sigma
+        self.run.log(row)
+
+    def on_eval(self, rec: EvalScored) -> None:
+        prefix = f"{rec.split}/base_" if rec.label == "base" else f"{rec.split}/"
+        self.run.summary[prefix + "accuracy"] = rec.accuracy
+
+    def on_round_end(self, rec: RoundEnded) -> None:
+        replayed = rec.round <= self._logged_round
+        row: dict[str, Any] = {}
+        for key, value in rec.metrics.items():
+            if key in self._recurring:
+                row[key] = value
+            elif key in self._once:  # a second round has it: a curve after all, from its first value on
+                first_round, first = self._once.pop(key)
+                self._recurring.add(key)
+                self.run.define_metric(key, step_metric="round", summary="none")
+                if not replayed:
+                    self.run.log({"round": first_round, key: first})
+                row[key] = value
+            else:
+                self._once[key] = (rec.round, value)
+        best, self._best = self._best, None
+        if replayed:
+            return
+        content = wandb_content.round_content(rec.entry)
+        if best is not None and best.samples:
+            rows = [{"member": best.index, "sigma": best.sigma, **s} for s in best.samples]
+            content["samples/round_best_member"] = wandb_content.table(rows)
+        for key in content:
+            self.run.define_metric(key, step_metric="round", summary="none")
+        self.run.log({"round": rec.round, **row, **content})
+        self._logged_round = rec.round
+        self._save_state(self.run.id)
+
+    def on_samples(self, rec: SamplesReady) -> None:
+        self.run.define_metric(rec.key, step_metric="round", summary="none")
+        self.run.log({"round": rec.round, rec.key: wandb_content.table(rec.rows)})
+
+    def on_run_end(self, rec: RunEnded) -> None:
+        self.run.summary.update({k: v for k, (_, v) in self._once.items()})  # single-round values
+        self.run.summary.update(wandb_content.headline(rec.results))
+        if rec.plots:
+            wandb_content.log_images(self.run, rec.plots, max(self._logged_round, 0))
+
+    def finish(self, status: str) -> None:
+        if self.run is not None:
+            if status == "interrupted":
+                self.run.mark_preempting()  # resumable: a rerun continues this run
+            self.run.finish(exit_code=0 if status == "success" else 1)
+            self.run = None
+
+
+def _netrc_has_wandb() -> bool:
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+class _FabricScalars(Callback):
+    """Round scalars (x-axis: round) and, where ``points`` is set, member and candidate rewards (x-axis:
+    the point's number) to one of Lightning Fabric's loggers, created in the run folder."""
+
+    points = False
+
+    def __init__(self) -> None:
+        self.logger: Any = None
+        self._point = 0
+
+    def make(self, out: Path) -> Any:
+        raise NotImplementedError
+
+    def on_run_start(self, rec: RunStarted) -> None:
+        self.logger = self.make(rec.output_dir)
+
+    def on_point(self, rec: PointScored) -> None:
+        self._point += 1
+        if self.points and not rec.replayed:
+            self.logger.log_metrics({f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy},
+                                    step=self._point)  # fmt: skip
+
+    def on_round_end(self, rec: RoundEnded) -> None:
+        self.logger.log_metrics(rec.metrics, step=rec.round)
+
+    def finish(self, status: str) -> None:
+        if self.logger is not None:
+            self.logger.finalize("success" if status == "success" else "failed")
+            self.logger = None
+
+
+class CsvLogger(_FabricScalars):
+    """``csv/metrics.csv``: one row per round."""
+
+    def make(self, out: Path) -> Any:
+        from lightning.fabric.loggers import CSVLogger
+
+        return CSVLogger(root_dir=str(out), name="csv", version="")
+
+
+class TensorBoardLogger(_FabricScalars):
+    """``tensorboard/``: round scalars and every scored point (needs ``pip install tensorboard``)."""
+
+    points = True
+
+    def __init__(self) -> None:
+        if not any(_has(m) for m in ("tensorboard", "tensorboardX")):
+            raise ImportError("logger.tensorboard needs the 'tensorboard' package (pip install tensorboard)")
+        super().__init__()
+
+    def make(self, out: Path) -> Any:
+        from lightning.fabric.loggers import TensorBoardLogger as Fabric
+
+        return Fabric(root_dir=str(out), name="tensorboard", version="")
+
+
+class MlflowLogger(Callback):
+    """One MLflow run: round scalars (step: round), the headline and the config's top keys as params
+    (needs ``pip install mlflow``; ``tracking_uri`` null: ``<run folder>/mlruns``)."""
+
+    def __init__(self, experiment: str = "corp", tracking_uri: str | None = None, run_name: str | None = None) -> None:
+        _require("mlflow", "logger.mlflow", "mlflow")
+        self.experiment, self.tracking_uri, self.run_name = experiment, tracking_uri, run_name
+        self.client: Any = None
+        self.run_id: str | None = None
+
+    def on_run_start(self, rec: RunStarted) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(self.tracking_uri or (rec.output_dir / "mlruns").resolve().as_uri())
+        found = self.client.get_experiment_by_name(self.experiment)
+        exp = found.experiment_id if found else self.client.create_experiment(self.experiment)
+        self.run_id = self.client.create_run(exp, run_name=self.run_name or rec.output_dir.name).info.run_id
+        for key in ("seed", "mode"):
+            self.client.log_param(self.run_id, key, rec.config.get(key))
+
+    def on_round_end(self, rec: RoundEnded) -> None:
+        for key, value in rec.metrics.items():
+            self.client.log_metric(self.run_id, key, value, step=rec.round)
+
+    def on_run_end(self, rec: RunEnded) -> None:
+        for key, value in wandb_content.headline(rec.results).items():
+            self.client.log_metric(self.run_id, key, value)
+
+    def finish(self, status: str) -> None:
+        if self.client is not None and self.run_id is not None:
+            self.client.set_terminated(self.run_id, "FINISHED" if status == "success" else "FAILED")
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -1,0 +1,90 @@
+"""Loggers built with `_target_`: the W&B run's settings from the command line, several loggers at once,
+optional backends refused in one line when their package is missing, and kill -9 + resume continuing
+the same W&B run instead of opening a second one."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY_BUDGET
+from tests.test_launchers import wandb_records
+from tests.test_resilience import EXTRA, task_args  # noqa: F401 - task_args is a fixture
+
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+ENV.pop("WANDB_API_KEY", None)
+
+
+def cmd(model_dir: Path, out: Path, task_args: list[str], *extra: str) -> list[str]:  # noqa: F811
+    return [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={model_dir}", f"hydra.run.dir={out}",
+            *task_args, *TINY_BUDGET, *EXTRA, *extra]  # fmt: skip
+
+
+def runs_of(out: Path) -> list[Path]:
+    return sorted(out.glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def run_record(run_file: Path):
+    return next(r.run for r in wandb_records(run_file) if r.WhichOneof("record_type") == "run")
+
+
+def test_wandb_settings_and_several_loggers_from_the_command_line(tiny_model_dir, task_args, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    proc = subprocess.run(cmd(tiny_model_dir, out, task_args, "logger=[wandb,csv]", "logger.wandb.tags=[smoke,ci]",
+                              "logger.wandb.name=my-run", "logger.wandb.job_type=study", "logger.wandb.project=mine",
+                              "logger.wandb.notes=hello"),
+                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_file,) = runs_of(out)
+    run = run_record(run_file)
+    assert list(run.tags) == ["smoke", "ci"] and run.display_name == "my-run" and run.job_type == "study"
+    assert run.project == "mine" and run.notes == "hello"
+    assert (out / "csv" / "metrics.csv").read_text().count("\n") >= 3  # a header and one row per round
+    assert "anonymous" not in proc.stderr + proc.stdout  # no Trainer WandbLogger warning
+
+
+@pytest.mark.parametrize("name, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
+def test_optional_logger_without_its_package_is_refused_in_one_line(tmp_path, name, package):
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"logger={name}", f"hydra.run.dir={out}"],
+                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"config error: logger.{name}:") and f"pip install {package}" in line
+    assert not out.exists()
+
+
+def test_kill_9_and_resume_continue_the_same_wandb_run(tiny_model_dir, task_args, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    args = cmd(tiny_model_dir, out, task_args, "logger=wandb")
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (out / "populations" / "round_001.rank0.partial.npz").exists():  # round 0 done, round 1 under way
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    first, second = runs_of(out)
+    assert (
+        run_record(first).run_id == run_record(second).run_id == json.loads((out / "wandb_run.json").read_text())["id"]
+    )
+
+    def rounds_logged(run_file: Path) -> set[int]:
+        rows = [r for r in wandb_records(run_file) if r.WhichOneof("record_type") == "history"]
+        keys = [{i.key or i.nested_key[0]: i.value_json for i in r.history.item} for r in rows]
+        return {int(json.loads(k["round"])) for k in keys if "population/reward_hist" in k}  # the round's own row
+
+    assert 0 in rounds_logged(first) and 0 not in rounds_logged(second)  # round 0 is not replayed into the run
+    assert 1 in rounds_logged(second)
