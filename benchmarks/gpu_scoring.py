@@ -10,7 +10,8 @@ off and every row decodes ``--max-new-tokens`` tokens (rows that emit EOS finish
 are counted as they are). Prompts are the task's, tokenised with the embedded model's
 tokenizer (its ids fit the larger vocabulary).
 
-For ``--members`` perturbed members (``ParameterSpace`` in the model's dtype, noise on the
+For ``--members`` perturbed members (fp32 masters in ``ParameterSpace``, live weights in
+``--dtype`` with 1-D parameters in fp32, as a run keeps them; ``--noise-mode``, noise on the
 device), it times perturb + score + restore, and reports:
 
 - member time, perturb + restore share, examples/s and generated tokens/s;
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.scorer_throughput import task_config  # noqa: E402
 from corp.models.loading import DTYPES, ModelConfig, resolve  # noqa: E402
+from corp.models.precision import set_compute_dtype  # noqa: E402
 from corp.perturb.direction import Direction  # noqa: E402
 from corp.perturb.noise import NoiseSource  # noqa: E402
 from corp.perturb.space import ParameterSpace  # noqa: E402
@@ -91,9 +93,11 @@ def main(args: argparse.Namespace) -> None:
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = build(args.shape, dtype, device)
+    model = build(args.shape, torch.float32, device)
     params = sum(p.numel() for p in model.parameters())
-    space = ParameterSpace(model, NoiseSource())
+    space = ParameterSpace(model, NoiseSource(args.noise_mode))
+    set_compute_dtype(model, dtype)
+    space.restore()
     scorer = Scorer(model, tok, task, {"support": splits["support"]}, cfg.model.chat_template, args.batch_size)
     prompts = scorer.prompt_ids("support")
     n = len(prompts)
@@ -166,6 +170,7 @@ if __name__ == "__main__":
     ap.add_argument("--examples", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=0, help="0: from free memory")
     ap.add_argument("--members", type=int, default=3)
+    ap.add_argument("--noise-mode", default="table")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--peak-tbps", type=float, default=None)

@@ -3,11 +3,13 @@
 Measured in one run on the embedded model (numbers are ratios of figures taken here):
 
     python benchmarks/perturb_overhead.py [--members 3] [--populations 8 128] [--noise-cache-mb 0] [--threads N]
+        [--dtype auto]
 
 1. For a few members: time of ``space.apply`` + ``space.restore`` vs time of scoring
    that member on the default run's support split (default task and sizes), for each noise
    mode ("independent": one serial stream per tensor; "chunked": blocks drawn by all torch
-   threads); the machine's raw ``torch.randn`` + copy over the same number of weights,
+   threads; "table": windows of one shared noise table, nothing drawn), with the live weights
+   in ``--dtype`` and fp32 masters, as a run keeps them; the machine's raw ``torch.randn`` + copy over the same number of weights,
    timed next to each member, is printed as the floor (one serial Gaussian stream per
    weight and one pass to put the centre back). Medians over the members.
 2. Peak resident memory of complete ``train.py`` runs (tiny splits, stage 1 only)
@@ -33,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 from corp.config import register_configs, validate  # noqa: E402
 from corp.models.loading import load_model  # noqa: E402
+from corp.models.precision import resolve_dtype, set_compute_dtype  # noqa: E402
 from corp.perturb.direction import Direction  # noqa: E402
-from corp.perturb.noise import NoiseSource  # noqa: E402
+from corp.perturb.noise import NOISE_MODES, NoiseSource, noise_table  # noqa: E402
 from corp.perturb.space import ParameterSpace  # noqa: E402
 from corp.scoring.scorer import Scorer  # noqa: E402
 from corp.tasks.base import SPLITS, build_task  # noqa: E402
@@ -47,13 +50,16 @@ def default_config():
     return validate(cfg)
 
 
-def perturb_vs_score(members: int) -> None:
+def perturb_vs_score(members: int, dtype: str) -> None:
     cfg = default_config()
     task = build_task(cfg.task)
     splits = task.splits({s: getattr(cfg.task, f"{s}_size") for s in SPLITS}, cfg.task.data_seed)
-    model, tok = load_model(cfg.model)
+    model, tok = load_model(cfg.model, compute=False)
     # One space per noise mode over the same live weights; each restores them before the next.
-    spaces = {mode: ParameterSpace(model, NoiseSource(mode)) for mode in ("independent", "chunked")}
+    spaces = {mode: ParameterSpace(model, NoiseSource(mode)) for mode in NOISE_MODES if mode != "shared"}
+    set_compute_dtype(model, resolve_dtype(dtype, "cpu"))
+    spaces["chunked"].restore()
+    noise_table()  # the whole table drawn before anything is timed (a run draws its blocks once, on first use)
     scorer = Scorer(model, tok, task, splits, cfg.model.chat_template, cfg.model.batch_size)
     scorer.score("support")  # warm-up
     n = spaces["chunked"].dim
@@ -80,7 +86,8 @@ def perturb_vs_score(members: int) -> None:
     score, floor = float(np.median(scores)), float(np.median(floors))
     print(
         f"perturbed weights: {n / 1e6:.1f}M in {len(spaces['chunked'].params)} tensors; support split: "
-        f"{len(splits['support'])} examples; {torch.get_num_threads()} threads; medians of {members} members"
+        f"{len(splits['support'])} examples; {torch.get_num_threads()} threads; live weights {model.dtype}; "
+        f"medians of {members} members"
     )
     print(f"scoring per member:           {score:.3f}s")
     print(f"floor (one torch.randn + copy of {n / 1e6:.1f}M floats): {floor:.3f}s = {floor / score:.1%} of scoring")
@@ -121,10 +128,11 @@ if __name__ == "__main__":
     ap.add_argument("--populations", type=int, nargs="*", default=[8, 128], help="none: skip part 2")
     ap.add_argument("--noise-cache-mb", type=float, default=None, help="override perturbation.noise_cache_mb")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for part 1 (default: torch's)")
+    ap.add_argument("--dtype", default="auto", help="model.dtype of the scored model (part 1)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.members > 0:
-        perturb_vs_score(args.members)
+        perturb_vs_score(args.members, args.dtype)
     if args.populations:
         peak_memory(args.populations, args.noise_cache_mb)

@@ -35,7 +35,7 @@ class PerturbationConfig:
     sigmas: list[float] = field(default_factory=lambda: [1e-3, 2e-3, 4e-3])  # cycled over members
     include: list[str] = field(default_factory=lambda: ["*"])  # glob patterns of perturbed parameter names
     exclude: list[str] = field(default_factory=list)
-    noise_mode: str = "chunked"  # chunked | independent | shared: see corp/perturb/noise.py
+    noise_mode: str = "table"  # table | chunked | independent | shared: see corp/perturb/noise.py
     noise_cache_mb: float = 4096.0  # byte budget of dense direction rows (whole-model fp32 each); 0 disables
     dense_cache: bool = True  # false: regenerate every candidate from its seeds (the reference path)
 

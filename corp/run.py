@@ -27,7 +27,8 @@ from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
 from corp.errors import Interrupted, RunFailed, UserError
 from corp.loop import RoundLoop, atomic_write_json, contain_nonfinite, decode_totals
-from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve
+from corp.models.loading import ModelConfig, load_model, load_tokenizer, resolve, save_model
+from corp.models.precision import compute_dtype, dtype_name, resolve_dtype, set_compute_dtype
 from corp.observe.callbacks import (
     Callbacks,
     EvalScored,
@@ -310,10 +311,12 @@ def _eval_target(typed: Config) -> dict[str, Any]:
 
 
 def _setup(typed: Config, fabric: Fabric, inputs: Inputs, out: Path):
-    model, tokenizer = load_model(typed.model, fabric.device, inputs.source, inputs.tokenizer)
+    model, tokenizer = load_model(typed.model, fabric.device, inputs.source, inputs.tokenizer, compute=False)
     noise = NoiseSource(typed.perturbation.noise_mode)
     pert = typed.perturbation
     space = ParameterSpace(model, noise, pert.include, pert.exclude, pert.dense_cache, pert.noise_cache_mb)
+    set_compute_dtype(model, resolve_dtype(typed.model.dtype, fabric.device))  # the space keeps fp32 masters
+    space.restore()  # live weights: the compute-dtype rounding of the fp32 centre
     scorer = Scorer(model, tokenizer, inputs.task, inputs.splits, typed.model.chat_template, typed.model.batch_size)
     log.info(
         "model %s: %.1fM perturbed weights in %d tensors; task %s: %s",
@@ -381,7 +384,7 @@ def _evaluate_only(
         final = {s: scorer.score(s) for s in typed.eval.splits}
         evaluated = target["model"]
     res: dict[str, Any] = {"mode": "eval", "evaluated": evaluated, "task": inputs.task.name,
-                           "model": typed.model.name_or_path}  # fmt: skip
+                           "model": typed.model.name_or_path, "dtype": dtype_name(compute_dtype(scorer.model))}  # fmt: skip
     for s in typed.eval.splits:
         res[s] = _split_result(base[s], final[s])
     res["seconds"] = time.perf_counter() - start
@@ -401,11 +404,23 @@ def _store_context(typed: Config, scorer: Scorer) -> dict[str, Any]:
     """What, besides the examples, decides a model point's scores (see corp.store)."""
     p = typed.perturbation
     return {
-        "model": {k: getattr(typed.model, k) for k in ("name_or_path", "dtype", "chat_template")},
+        "model": {
+            "name_or_path": typed.model.name_or_path,
+            "dtype": _store_dtype(typed.model.dtype, scorer.model),
+            "chat_template": typed.model.chat_template,
+        },
         "batch_size": scorer.batch_size,  # left padding can flip rare greedy ties
         "noise": {"mode": p.noise_mode, "include": list(p.include), "exclude": list(p.exclude)},
         "task": to_plain(typed.task),
     }
+
+
+def _store_dtype(name: str, model) -> str:
+    """The dtype scores were decoded in. ``auto`` is kept where it still means what it meant
+    when scores were first saved (fp32 on CPU, bf16 on CUDA), so those saved scores stay valid."""
+    used = dtype_name(compute_dtype(model))
+    legacy = "bfloat16" if model.device.type == "cuda" else "float32"
+    return "auto" if name == "auto" and used == legacy else used
 
 
 class PointScorer:
@@ -489,6 +504,7 @@ def _results(
         "method": typed.consolidation.name,
         "task": task.name,
         "model": typed.model.name_or_path,
+        "dtype": dtype_name(compute_dtype(loop.space.model)),
         "seed": typed.seed,
     }
     for split in SPLITS:
@@ -537,13 +553,7 @@ def _write_outputs(typed, out: Path, space, model, tokenizer, scorer, base, fina
 
     plots = draw_run_plots(out, results)  # from rounds.jsonl, which the loop wrote
     if typed.export_model:
-        target = out / "model"
-        tmp = out / "model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)  # the live model holds the centre after the loop
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        save_model(model, tokenizer, space.centre_state(), typed.model.export_dtype, out / "model")
 
     if callbacks:
         rows = _sample_rows(scorer, base["test"], final["test"])[: typed.log_samples]

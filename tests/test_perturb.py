@@ -7,7 +7,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from corp.perturb.dense import MAX_SLOTS
 from corp.perturb.direction import Direction, weighted_svd
-from corp.perturb.noise import CHUNK, NoiseSource, tensor_seed
+from corp.perturb.noise import CHUNK, TABLE_SEED, TABLE_SIZE, NoiseSource, cpu_table, table_offset, tensor_seed
 from corp.perturb.space import ParameterSpace
 
 
@@ -20,12 +20,13 @@ def tiny_llama(dtype=torch.float32, vocab_size=256) -> LlamaForCausalLM:
     return LlamaForCausalLM(cfg).to(dtype)
 
 
-MODES = ["independent", "chunked"]
+MODES = ["independent", "chunked", "table"]
+BLOCK_MODES = ["chunked", "table"]  # noise defined per 64K-element block
 
 
 def tiny(mode: str, dtype=torch.float32) -> LlamaForCausalLM:
-    """The tiny model; in "chunked" mode with an embedding of several noise blocks."""
-    return tiny_llama(dtype, vocab_size=3000 if mode == "chunked" else 256)
+    """The tiny model; in the block modes with an embedding of several noise blocks."""
+    return tiny_llama(dtype, vocab_size=3000 if mode in BLOCK_MODES else 256)
 
 
 def dense(space: ParameterSpace, direction: Direction) -> torch.Tensor:
@@ -73,26 +74,45 @@ def torch_threads():
     torch.set_num_threads(before)
 
 
-def test_chunked_noise_is_the_same_for_any_thread_count(torch_threads):
+@pytest.mark.parametrize("mode", BLOCK_MODES)
+def test_block_noise_is_the_same_for_any_thread_count(torch_threads, mode):
     n = 3 * CHUNK + 17
     torch_threads(1)
-    one = NoiseSource("chunked").noise(5, "w", (n,))
+    one = NoiseSource(mode).noise(5, "w", (n,))
     torch_threads(2)
-    two = NoiseSource("chunked").noise(5, "w", (n,))
+    two = NoiseSource(mode).noise(5, "w", (n,))
     assert torch.equal(one, two)
     blocks = one[: 3 * CHUNK].view(3, CHUNK)
     corr = torch.corrcoef(blocks).fill_diagonal_(0)
-    assert corr.abs().max() < 0.02  # each block is its own stream, not a copy of the first
+    assert corr.abs().max() < 0.02  # each block is its own stream / window, not a copy of the first
     assert abs(one.mean()) < 0.01 and abs(one.std() - 1) < 0.01
     assert not torch.equal(one, NoiseSource("independent").noise(5, "w", (n,)))
 
 
-def test_chunked_mode_builds_the_same_model_at_any_thread_count(torch_threads):
+def test_table_noise_is_windows_of_one_table_and_members_are_uncorrelated():
+    src = NoiseSource("table")
+    eps = src.noise(7, "layer.weight", (2 * CHUNK,))
+    starts = [table_offset(7, "layer.weight", b) for b in range(2)]
+    table = torch.from_numpy(cpu_table().ensure(starts, CHUNK, src))
+    assert table.numel() == TABLE_SIZE
+    for b, start in enumerate(starts):
+        assert torch.equal(eps[b * CHUNK : (b + 1) * CHUNK], table[start : start + CHUNK])
+    # the table's blocks are the chunked noise of one fixed seed, drawn when first touched
+    first = starts[0] // CHUNK
+    want = NoiseSource("chunked").noise(TABLE_SEED, "corp/noise-table", ((first + 1) * CHUNK,))
+    assert torch.equal(table[first * CHUNK : (first + 1) * CHUNK], want[first * CHUNK :])
+    members = torch.stack([src.noise(seed, "layer.weight", (CHUNK,)) for seed in range(8)])
+    assert torch.corrcoef(members).fill_diagonal_(0).abs().max() < 0.02
+    assert not torch.equal(eps[:CHUNK], src.noise(7, "other.weight", (CHUNK,)))  # per-tensor windows
+
+
+@pytest.mark.parametrize("mode", BLOCK_MODES)
+def test_block_modes_build_the_same_model_at_any_thread_count(torch_threads, mode):
     d = Direction.from_pairs([(11, 0.01), (12, -0.02)])
     committed = []
     for threads in (1, 2):
         torch_threads(threads)
-        space = ParameterSpace(tiny("chunked"), NoiseSource("chunked"))
+        space = ParameterSpace(tiny(mode), NoiseSource(mode))
         base = live_flat(space)
         space.commit(d)
         committed.append(live_flat(space))

@@ -84,8 +84,8 @@ def test_results_are_cached_and_batches_run_in_parallel(humaneval: HumanEvalTask
     calls = []
     import corp.tasks.code as code
 
-    real = code.run_python
-    monkeypatch.setattr(code, "run_python", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = code.run_suite
+    monkeypatch.setattr(code, "run_suite", lambda *a, **k: calls.append(1) or real(*a, **k))
     task = build_task(HumanEvalConfig(timeout_s=20.0))  # generous: a loaded CI machine must not fail a correct program
     completions = [good, "    return False\n", good, "    return True\n"]
     assert task.rewards(completions, [ex] * 4) == [1.0, 0.0, 1.0, 0.0]
@@ -122,6 +122,49 @@ def test_mbpp_sanitized_layout_and_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"text": "x", "test_list": "not a list"}\n')
     with pytest.raises(ValueError, match=r"train record 0: expected a list"):
         build_task(MBPPConfig(data_files=str(tmp_path / "bad.jsonl"), test_split=None)).data()
+
+
+def test_mbpp_reference_solutions_pass(mbpp: MBPPTask) -> None:
+    examples = [ex for split in mbpp.data().values() for ex in split]
+    assert mbpp.rewards([ex.answer for ex in examples], examples) == [1.0] * len(examples)
+
+
+def test_tests_that_cannot_be_parsed_are_recorded_from_the_reference(humaneval: HumanEvalTask) -> None:
+    ex = problem(humaneval, "decode_cyclic")  # a loop over random strings: recorded
+    suite = humaneval.suite(ex)
+    assert suite.recorded and len(suite.calls) == 100
+    assert all("expr" not in call for call in suite.calls)  # inputs only; the outputs stay here
+    assert humaneval.reward(ex.answer, ex) == 1.0
+    assert humaneval.reward("    return s\n", ex) == 0.0
+    literal = humaneval.suite(problem(humaneval, "truncate_number"))
+    assert not literal.recorded and literal.calls == [{"expr": "truncate_number(3.5)"}, {"expr": "truncate_number(1.33)"},
+                                                      {"expr": "truncate_number(123.456)"}]  # fmt: skip
+
+
+def test_outputs_are_compared_type_strictly(mbpp: MBPPTask) -> None:
+    ex = next(e for e in mbpp.data()["test"] if "square" in e.prompt)
+    assert mbpp.reward("def square(x):\n    return float(x * x)\n", ex) == 0.0  # 9.0 is not 9
+    assert mbpp.reward("def square(x):\n    return x * x == 9 or x * x\n", ex) == 0.0  # True is not 9
+
+
+def test_code_tasks_refuse_to_start_without_isolation(monkeypatch) -> None:
+    import corp.tasks.code as code
+
+    monkeypatch.setattr(code, "isolation", lambda: "unshare failed: Operation not permitted")
+    with pytest.raises(ValueError, match=r"^task\.allow_unsafe_code=false: this machine cannot isolate"):
+        build_task(MBPPConfig(data_files=str(FIXTURES / "mbpp")))
+    task = build_task(MBPPConfig(data_files=str(FIXTURES / "mbpp"), allow_unsafe_code=True))
+    assert not task.limits.isolate
+    add = next(e for e in task.data()["train"] if "add two numbers" in e.prompt)
+    assert task.reward("def add(a, b):\n    return a + b\n", add) == 1.0
+
+
+@pytest.mark.slow
+def test_all_164_humaneval_canonical_solutions_pass() -> None:
+    task = build_task(HumanEvalConfig(timeout_s=20.0))
+    data = task.data()["test"]
+    rewards = task.rewards([ex.answer for ex in data], data)
+    assert [ex.meta["entry_point"] for ex, r in zip(data, rewards) if r < 1.0] == []
 
 
 @pytest.mark.parametrize(("kw", "key"), [({"timeout_s": 0}, "task.timeout_s"), ({"memory_mb": 8}, "task.memory_mb")])

@@ -18,7 +18,6 @@ from corp.tasks.math500 import MathConfig
 from corp.tasks.ordering import OrderingConfig, order_reward, parse_order
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_GSM8K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gsm8k"
 TINY = {"support": 2, "probe": 2, "test": 2}
 
 
@@ -134,20 +133,46 @@ def test_gsm8k_a_record_without_a_number_answer_is_named(tmp_path: Path) -> None
         build_task(GSM8KConfig(data_files=str(tmp_path / "q.jsonl"))).splits(TINY, 0)
 
 
-@pytest.mark.skipif(not SHARED_GSM8K.is_dir(), reason="shared GSM8K data not present")
-def test_gsm8k_on_the_real_data_set() -> None:
-    task = build_task(GSM8KConfig(data_files=str(SHARED_GSM8K)))
+def write_gsm8k(folder: Path) -> dict[str, list[dict[str, str]]]:
+    """A GSM8K-shaped data set at the scale of a real run: ``train.jsonl`` and ``test.jsonl`` with
+    ``question`` and a worked ``answer`` (calculator annotations, ``#### <n>`` with thousands
+    separators). Train repeats 10 of its questions, and 20 test questions also appear in train."""
+    train = []
+    for i in range(290):
+        a, b = 2 + i % 17, 25 * (3 + i // 17)  # distinct (a, b) pairs; products from 150 to 9,000
+        train.append({"question": f"A crate holds {a} trays of {b} eggs. How many eggs are in the crate?",
+                      "answer": f"{a} * {b} = <<{a}*{b}={a * b}>>{a * b} eggs.\n#### {a * b:,}"})  # fmt: skip
+    train += train[:10]  # duplicates: a split never holds a question twice
+    test = []
+    for i in range(230):
+        a, b = 1000 + 7 * i, 3 + i % 11
+        test.append({"question": f"A farm has {a} hens and sells {b}. How many hens are left?",
+                     "answer": f"{a} - {b} = <<{a}-{b}={a - b}>>{a - b} hens.\n#### {a - b:,}"})  # fmt: skip
+    test += train[100:120]  # leaked into test: they must never reach support or probe
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in (("train", train), ("test", test)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"train": train, "test": test}
+
+
+def test_gsm8k_at_the_scale_of_a_run(tmp_path: Path) -> None:
+    rows = write_gsm8k(tmp_path / "gsm8k")
+    task = build_task(GSM8KConfig(data_files=str(tmp_path / "gsm8k")))
     data = task.data()
-    assert len(data["train"]) == 7473 and len(data["test"]) == 1319
+    assert len(data["train"]) == 300 and len(data["test"]) == 250  # every record read, in file order
     splits = task.splits({"support": 100, "probe": 100, "test": 200}, 0)
     keys = [task.dedup_key(ex) for s in SPLITS for ex in splits[s]]
     assert len(set(keys)) == 400
     test_prompts = {ex.prompt for ex in data["test"]}
-    assert not test_prompts & {ex.prompt for s in ("support", "probe") for ex in splits[s]}
-    for ex in data["test"][:200]:  # every reference is a canonical integer and its own worked answer scores 1
+    leaked = test_prompts & {ex.prompt for ex in data["train"]}
+    assert len(leaked) == 20  # the leak is there to be excluded ...
+    assert not test_prompts & {ex.prompt for s in ("support", "probe") for ex in splits[s]}  # ... and it is
+    for ex, row in zip(data["test"], rows["test"], strict=True):  # references canonical; worked answers score 1
         assert canonical_number(ex.answer) == ex.answer
+        assert task.reward(row["answer"], ex) == 1.0
         assert task.reward(f"The answer is\n#### {ex.answer}", ex) == 1.0
-    assert data["test"][0].answer == "18"
+    assert data["test"][0].answer == "997" and data["test"][1].answer == "1003"  # "#### 1,003" read as 1003
+    assert splits != task.splits({"support": 100, "probe": 100, "test": 200}, 1)  # data_seed reshuffles
 
 
 # --- MATH ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Split-half test for reproducible low-rank structure in a rewarded population (METHOD.md section 4).
+"""Split-half test for reproducible low-rank structure in a rewarded population (docs/method.md §4.4).
 
 The elite (top members by mean reward) is split into two random halves many times. Each
 half's reward-weighted principal subspace is the top-k eigenspace of its weighted second

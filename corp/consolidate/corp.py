@@ -3,8 +3,8 @@
 Round 0 proposes N isotropic members (stage 0) and collapses their scores into a single
 step (stage 1, ``stage1.merge``). Rounds >= 1 draw local members around the centre from
 a low-rank plus isotropic search distribution, merge them, and commit a merged step
-only if it survives a held-out gate and a probe line search (stage 2). See METHOD.md
-section 4; the choices METHOD.md leaves open are documented where they are made.
+only if it survives a held-out gate and a probe line search (stage 2). See docs/method.md
+§4; where this code differs from the published code (§7), the choice is documented where it is made.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evolution strategies (METHOD.md section 1): a z-scored reward-weighted step per round.
+"""Evolution strategies (docs/method.md §1): a z-scored reward-weighted step per round.
 
 theta <- theta + alpha * (1/N) * sum_i z_i eps_i, with eps_i the unit Gaussian noise of
 member i (scored at theta + sigma eps_i) and z the population z-score of the mean rewards.

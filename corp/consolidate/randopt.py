@@ -1,4 +1,4 @@
-"""RandOpt (METHOD.md section 1): score a population once, keep the best member.
+"""RandOpt (docs/method.md §1): score a population once, keep the best member.
 
 The committed model is the top-1 member by mean support reward. The top-K members are
 also handed back as a test-time ensemble, whose majority vote costs K forward passes

@@ -1,6 +1,6 @@
 """Model soup: the uniform mean of the top-K members' directions, scaled on probe.
 
-The naive averaging METHOD.md warns about: independent perturbations are nearly
+The naive averaging docs/method.md §1 warns about: independent perturbations are nearly
 orthogonal, so their mean shrinks towards zero (||mean|| ~ sigma / sqrt(K)) and the
 useful part may cancel. The step length is chosen on probe exactly like CoRP's stage 1
 (``scale_unit=member``: s counts member lengths), so the comparison isolates the weights.

@@ -83,7 +83,7 @@ class Merge:
 
 
 def merge(matrix: np.ndarray, basis: np.ndarray, rewards: np.ndarray, q: float, beta: float) -> Merge:
-    """Two-pass reward- and compatibility-weighted merge (METHOD.md section 4, stage 1).
+    """Two-pass reward- and compatibility-weighted merge (docs/method.md §4.2).
 
     Rewards are shifted by the elite's best before multiplying by beta; softmax does not
     care, but it makes equal-reward elites give bit-identical weights for every beta, so

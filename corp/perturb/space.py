@@ -265,6 +265,10 @@ class ParameterSpace:
                     self.noise.add_noise(seed, name, [(acc, coeff, None)], scratch=self._noise_buf)
                 target.copy_(acc.view(param.shape))
 
+    def centre_state(self) -> dict[str, torch.Tensor]:
+        """The fp32 centre of every perturbed parameter (shared storage: do not modify)."""
+        return dict(self._centre)
+
     def _live(self) -> dict[str, torch.Tensor]:
         return {n: p.data for n, p in self.params}
 

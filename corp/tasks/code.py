@@ -2,21 +2,31 @@
 
 Prompt: the problem and a request for the function in a fenced Python block. Extraction: the first
 fenced block that defines a function (else the first block, else the raw completion). Reward
-(METHOD.md section 5): 1 only when the program (solution + the problem's tests) exits cleanly in
-the sandbox (``corp.tasks.sandbox``) and prints a random sentinel placed after the tests, so code
-that exits early cannot pass. Vote key: a hash of the solution's syntax tree (formatting and
-comments do not split votes). Results are cached per program, so ``reward`` and ``is_correct`` on
-the same completion run it once; ``rewards`` runs a batch in parallel.
+(docs/method.md §5): 1 only when every test of the problem holds, judged in this process
+(``corp.tasks.judge``): the solution runs in the sandbox (``corp.tasks.sandbox``) on the tests'
+inputs and returns its outputs as plain data, which are compared here with the expected values,
+type-strictly. The tests become (input, check) pairs by parsing their ``assert`` lines; tests that
+cannot be parsed so are recorded once from the reference solution (see ``corp.tasks.judge``).
+Nothing the program prints, and no expected value, is in the child. Vote key: a hash of the
+solution's syntax tree (formatting and comments do not split votes). Results are cached per
+(solution, problem), so ``reward`` and ``is_correct`` on the same completion run it once;
+``rewards`` runs a batch in parallel.
+
+Code tasks refuse to start where the sandbox cannot isolate programs (no namespaces) unless
+``task.allow_unsafe_code=true`` accepts running generated code as the caller with only rlimits
+and audit hooks around it.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import json
+import logging
 import os
 import re
-import secrets
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,10 +34,12 @@ from typing import Any
 
 from corp.tasks.base import Example, register_task
 from corp.tasks.dataset import DataConfig, DatasetTask, column
-from corp.tasks.sandbox import Limits, run_python
+from corp.tasks.judge import SAFE_CALLS, NotConvertible, Suite, from_asserts, judge, record, run_suite
+from corp.tasks.sandbox import Limits, isolation
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 CACHE_SIZE = 8192
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +49,7 @@ class CodeConfig(DataConfig):
     timeout_s: float = 5.0  # wall clock per program (the tests included)
     memory_mb: int = 1024  # address-space limit of the program
     workers: int = 0  # programs run in parallel by rewards(); 0: one per CPU core
+    allow_unsafe_code: bool = False  # true: run generated code even where the sandbox cannot isolate it
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,31 +81,57 @@ def code_key(code: str) -> str | None:
 
 
 class CodeTask(DatasetTask):
-    """Shared scoring of code tasks; subclasses build the program to run from a completion."""
+    """Shared scoring of code tasks; subclasses build the solution module and the test suite."""
 
     config_class = CodeConfig
     max_new_tokens = 512  # the paper decodes up to 2048; task.max_new_tokens=2048 for its setting
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
+        unsafe = bool(getattr(cfg, "allow_unsafe_code", False))
+        reason = isolation()
+        if reason and not unsafe:
+            raise ValueError(
+                f"task.allow_unsafe_code=false: this machine cannot isolate generated code ({reason}); "
+                "set task.allow_unsafe_code=true only to run model-written code as your own user with nothing but "
+                "rlimits and audit hooks between it and your files, processes, secrets and network"
+            )
         self.limits = Limits(timeout_s=float(cfg.timeout_s), cpu_s=max(1, int(cfg.timeout_s) + 1),
-                             memory_mb=int(cfg.memory_mb))  # fmt: skip
+                             memory_mb=int(cfg.memory_mb), isolate=reason is None)  # fmt: skip
         self.workers = int(cfg.workers) or os.cpu_count() or 1
-        self._cache: OrderedDict[str, bool] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._suites: dict[str, Suite | None] = {}
+        self._lock = threading.Lock()
 
     def program(self, completion: str, example: Example) -> str:
-        """Solution + tests, runnable as a script that fails unless every test passes."""
+        """The solution module (the problem's setup and the extracted code) the tests call into."""
         raise NotImplementedError
 
-    def passes(self, program: str) -> bool:
-        """Whether ``program`` runs to its end in the sandbox (cached)."""
-        if program in self._cache:
-            self._cache.move_to_end(program)
-            return self._cache[program]
-        sentinel = secrets.token_hex(16)  # unknowable to the program, so only reaching the end prints it
-        result = run_python(f"{program}\n\nprint({sentinel!r})\n", self.limits)
-        passed = result.ok and sentinel in result.stdout
-        self._cache[program] = passed
+    def build_suite(self, example: Example) -> Suite:
+        """The problem's tests as a suite; NotConvertible when they cannot be judged outside."""
+        raise NotImplementedError
+
+    def suite(self, example: Example) -> Suite | None:
+        """The example's suite (built once; None when its tests cannot be judged, which scores 0)."""
+        key = self.dedup_key(example)
+        with self._lock:  # a recorded suite runs the reference once, not once per thread
+            if key not in self._suites:
+                try:
+                    self._suites[key] = self.build_suite(example)
+                except NotConvertible as err:
+                    log.warning("task %s: cannot judge %r: %s; it scores 0", self.name, key[:60], err)
+                    self._suites[key] = None
+            return self._suites[key]
+
+    def passes(self, program: str, example: Example) -> bool:
+        """Whether ``program`` (see ``program``) passes every test of ``example`` (cached)."""
+        key = (program, self.dedup_key(example))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        suite = self.suite(example)
+        passed = suite is not None and judge(suite, run_suite(program, suite, self.limits))
+        self._cache[key] = passed
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return passed
@@ -101,14 +140,24 @@ class CodeTask(DatasetTask):
         return code_key(extract_code(completion))
 
     def reward(self, completion: str, example: Example) -> float:
-        return 1.0 if self.passes(self.program(completion, example)) else 0.0
+        return 1.0 if self.passes(self.program(completion, example), example) else 0.0
 
     def rewards(self, completions: list[str], examples: list[Example]) -> list[float]:
-        programs = [self.program(c, ex) for c, ex in zip(completions, examples, strict=True)]
-        unique = list(dict.fromkeys(programs))  # identical programs run once, not racing each other
+        jobs = [(self.program(c, ex), ex) for c, ex in zip(completions, examples, strict=True)]
+        unique = list({(p, self.dedup_key(ex)): (p, ex) for p, ex in jobs}.values())  # identical runs once
+        for ex in {self.dedup_key(ex): ex for _, ex in unique}.values():
+            self.suite(ex)  # recorded suites first, so workers do not wait on each other's lock
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # each run is its own process
-            passed = dict(zip(unique, pool.map(self.passes, unique)))
-        return [1.0 if passed[p] else 0.0 for p in programs]
+            passed = dict(
+                zip([(p, self.dedup_key(ex)) for p, ex in unique], pool.map(lambda j: self.passes(*j), unique))
+            )
+        return [1.0 if passed[(p, self.dedup_key(ex))] else 0.0 for p, ex in jobs]
+
+    @property
+    def record_limits(self) -> Limits:
+        """Limits of the one run of a reference solution that records a suite: generous."""
+        return Limits(timeout_s=max(30.0, self.limits.timeout_s), cpu_s=max(30, self.limits.cpu_s),
+                      memory_mb=self.limits.memory_mb, isolate=self.limits.isolate)  # fmt: skip
 
 
 @dataclass
@@ -145,7 +194,23 @@ class HumanEvalTask(CodeTask):
         code, meta = extract_code(completion), example.meta
         # A whole function redefines the stub (whose imports and helpers it keeps); a bare body continues it.
         head = meta["stub"] + "\n" if re.search(rf"def\s+{re.escape(meta['entry_point'])}\s*\(", code) else meta["stub"]
-        return f"{head}{code}\n\n{meta['test']}\n\ncheck({meta['entry_point']})\n"
+        return f"{head}{code}\n"
+
+    def build_suite(self, example: Example) -> Suite:
+        meta, entry = example.meta, example.meta["entry_point"]
+        try:
+            check = next(
+                n for n in ast.parse(meta["test"]).body if isinstance(n, ast.FunctionDef) and n.name == "check"
+            )
+        except (StopIteration, SyntaxError):
+            raise NotConvertible("no check(candidate) function in the test") from None
+        param = check.args.args[0].arg if check.args.args else "candidate"
+        tested = lambda call: isinstance(call.func, ast.Name) and call.func.id in (param, entry)  # noqa: E731
+        try:
+            return from_asserts(check.body, tested, {param: entry})
+        except NotConvertible:  # loops, variables, random inputs: record the reference's outputs
+            reference = self.program(example.answer, example)
+            return record(reference, [entry], f"{meta['test']}\n\ncheck({entry})\n", self.record_limits)
 
 
 @dataclass
@@ -188,5 +253,22 @@ class MBPPTask(CodeTask):
         return Example(prompt=prompt, answer=str(row.get("code", "")), meta={"setup": setup, "tests": tests})
 
     def program(self, completion: str, example: Example) -> str:
-        tests = "\n".join(example.meta["tests"])
-        return f"{example.meta['setup']}\n{extract_code(completion)}\n\n{tests}\n"
+        return f"{example.meta['setup']}\n{extract_code(completion)}\n"
+
+    def build_suite(self, example: Example) -> Suite:
+        try:
+            statements = [st for test in example.meta["tests"] for st in ast.parse(test).body]
+        except SyntaxError:
+            raise NotConvertible("a test line does not parse") from None
+        tested = lambda call: isinstance(call.func, ast.Name) and call.func.id not in SAFE_CALLS  # noqa: E731
+        try:
+            return from_asserts(statements, tested)
+        except NotConvertible:
+            if not example.answer.strip():
+                raise
+            functions = sorted({
+                n.func.id for st in statements for n in ast.walk(st)
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and not hasattr(builtins, n.func.id)
+            })  # fmt: skip
+            reference = self.program(example.answer, example)
+            return record(reference, functions, "\n".join(example.meta["tests"]) + "\n", self.record_limits)

@@ -1,6 +1,6 @@
 """Countdown: combine the given numbers, each exactly once, into an expression equal to a target.
 
-The published reward (METHOD.md section 5): 0.1 for an ``<answer>`` tag plus 1 when the last
+The published reward (docs/method.md §5): 0.1 for an ``<answer>`` tag plus 1 when the last
 answer uses exactly the given numbers and evaluates to the target. Every generated instance
 is solvable: the target is the value of a random expression over the numbers, kept as
 ``meta["solution"]``. Answers are evaluated by walking their syntax tree (numbers, + - * /,

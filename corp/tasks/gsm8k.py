@@ -1,7 +1,7 @@
 """GSM8K: grade-school math word problems (``openai/gsm8k`` or local JSONL with ``question``/``answer``).
 
 Prompt: the question and a request to end with ``#### <number>``. Extraction: the number after the
-last ``####`` (strict), else the last number in the completion. Reward (METHOD.md section 5): 1 when
+last ``####`` (strict), else the last number in the completion. Reward (docs/method.md §5): 1 when
 it equals the reference after dropping commas, ``$``, ``%`` and trailing units. Vote key: that
 number. The reference is the number after ``####`` in the dataset's worked answer (or the answer
 itself when it is a bare number).

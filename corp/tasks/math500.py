@@ -2,7 +2,7 @@
 
 Records need ``problem`` and either ``answer`` or a ``solution`` whose last ``\\boxed{}`` is the answer.
 Prompt: the problem and a request to box the final answer. Extraction: the last ``\\boxed{}``.
-Reward (METHOD.md section 5): 1 when it is equivalent to the reference after normalisation
+Reward (docs/method.md §5): 1 when it is equivalent to the reference after normalisation
 (``corp.tasks.latex``). Vote key: the normalised answer (its value when it is a number).
 MATH-500 has a single split, so by default support, probe and test are cut, disjoint, from it;
 point ``task.dataset``/``task.data_files`` at a MATH train set to keep the 500 for testing only.

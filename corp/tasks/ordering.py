@@ -6,8 +6,8 @@ Records hold a story as ``sentence1`` .. ``sentenceN`` columns (the ROCStories C
 generator seeded by the story, so its prompt is the same in every run.
 
 Prompt: the numbered shuffled sentences and a request for the numbers in story order. Extraction:
-the numbers 1..N in the completion in order of appearance, repeats dropped. Reward (METHOD.md
-section 5): 0.6 x position accuracy + 0.4 x adjacent-pair accuracy; solved means the exact order.
+the numbers 1..N in the completion in order of appearance, repeats dropped. Reward (docs/method.md
+§5): 0.6 x position accuracy + 0.4 x adjacent-pair accuracy; solved means the exact order.
 Vote key: the extracted order, e.g. "3 1 5 2 4".
 """
 

@@ -1,121 +1,230 @@
-"""Run untrusted Python (generated code and its tests) in a subprocess sandbox.
+"""Run untrusted Python (generated code) in a sandbox that holds as root.
 
-What holds, and who enforces it:
+Layers, from the one that matters most:
 
-- **OS, always.** A fresh ``python -I`` in its own session and process group, cwd a new
-  temporary directory (also ``HOME`` and ``TMPDIR``), stdin ``/dev/null``, a minimal environment,
-  no inherited file descriptors. ``setrlimit`` caps CPU seconds, address space (memory) and the
-  size of any file it writes; stdout and stderr are files in that directory, so the file-size cap
-  also caps output (printing gigabytes ends the process with SIGXFSZ). After a wall-clock
-  timeout, and after every run, the whole process group is SIGKILLed, and the directory is
-  deleted.
-- **OS, where permitted.** The child tries ``unshare(CLONE_NEWNET)``: where that is allowed
-  (root, or CAP_SYS_ADMIN) it has no network interfaces at all. Elsewhere only the hook below
-  stands between it and the network.
-- **Python audit hooks, in the child.** Installed before the program runs and not removable:
-  socket creation and name lookups, process creation (fork, exec, spawn, ``subprocess``,
-  ``os.system``), signals (``os.kill``, ``os.killpg``), ``ctypes``, raising rlimits, heap
-  introspection (``gc.get_objects``), links and symlinks, chmod/chown, and any write, create,
-  delete or rename of a path outside the directory are refused with PermissionError.
-  These stop generated code that tries such things, not a determined attacker: code that can
-  reach C without ``ctypes`` (a fresh copy of a C extension module, say) can get past them, and
-  without root the process count (RLIMIT_NPROC is per user and ignored for root) and reads of
-  other files are not limited. Run code you would not run on your own account in a container.
+1. **OS isolation** (``Limits.isolate``, on by default). A trusted prologue (passed with ``-c``,
+   so nothing on disk can be swapped under it) creates new mount, PID, network, IPC and UTS
+   namespaces (plus a user namespace when not root) and forks; the fork is PID 1 of the new PID
+   namespace and runs the program:
 
-``run_python`` returns a ``Result``; the reward of a code task is 1 only when the program exits
-0 within its limits and prints the random sentinel that the harness appends after the tests.
+   - the whole filesystem is remounted read-only (``mount_setattr``, recursively), except the
+     scratch folder, a fresh tmpfs capped at ``Limits.scratch_kb`` that is the working directory,
+     ``HOME`` and ``TMPDIR``, and that vanishes with the namespace;
+   - a new ``/proc`` shows only the sandbox's own processes, so no other process can be seen,
+     signalled or have its ``environ`` read; the network namespace has no interfaces;
+   - as root the program runs under an unprivileged uid and gid (``UID_BASE`` + the prologue's
+     pid, unique among live sandboxes, owning no file), so ``/etc/shadow`` and root's files are
+     unreadable and ``RLIMIT_NPROC`` (processes and threads) counts this sandbox only; without
+     root the user namespace's capabilities are dropped, and RLIMIT_NPROC is counted per user
+     namespace by the kernel;
+   - ``no_new_privs``, rlimits on CPU, memory, file size, open files, core dumps and processes;
+   - when PID 1 dies, the kernel kills every process in its namespace, so nothing outlives a run.
+
+   The prologue's first process stays outside as a watchdog: it kills PID 1 at the wall-clock
+   limit, reaps it and reports how it ended on a pipe that only it holds. Where the kernel refuses
+   the namespaces, a run with ``isolate=True`` fails closed (``Result.error``); ``isolation()``
+   probes once per process, and the code tasks refuse to start without isolation unless
+   ``task.allow_unsafe_code=true`` (see ``corp.tasks.code``); such unsafe runs keep only the
+   rlimits and the audit hooks, as the caller's uid, in a scratch folder on the real disk.
+
+2. **The parent owns every channel.** stdout, stderr and the result channel (``RESULT_FD`` in the
+   child, where a harness writes its answers) are pipes the parent reads with ``select``, each
+   capped at ``Limits.output_kb`` (the pipe is closed past it, so a flood ends with EPIPE) and
+   all under one deadline. The program never learns a path the parent will open, and nothing it
+   does can make ``run_python`` hang, raise or kill its caller.
+
+3. **Audit hooks, a second layer.** Process creation, signals and sockets raise PermissionError
+   early with a readable message. They are not a boundary (C code can skip them) and refuse
+   nothing a correct solution needs: ``dataclasses``, ``inspect``, ``namedtuple``, ``doctest``,
+   NumPy and friends work.
+
+``run_python`` returns a ``Result``. Rewards are not decided here: ``corp.tasks.judge`` reads the
+result channel and compares in the parent.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-# The child's prologue: limits, then (best effort) a private network namespace, then the hooks,
-# then the program. It is passed with -c, so nothing on disk can be swapped under it.
-GUARD = r"""
-import os, resource, stat, sys
+RESULT_FD = 3  # in the child: where a harness writes its answers (a pipe the parent reads)
+UID_BASE = 1_000_000  # sandboxed programs run as UID_BASE + pid when started as root
+_GRACE_S = 3.0  # the parent's deadline past the watchdog's, for start-up under load
 
-def _install(root, cpu, memory, fsize):
-    for res, limit in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, memory),
-                       (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0)):
-        try:
-            resource.setrlimit(res, (limit, limit))
-        except (ValueError, OSError):  # e.g. macOS refuses RLIMIT_AS; Linux takes all four
-            pass
-    try:
+# The trusted prologue. argv: payload path, status fd, result fd. Runs as the caller until it
+# drops privileges; every step that fails fails the run (never silently less isolation).
+PROLOGUE = r"""
+import json, os, resource, signal, sys
+
+def main():
+    payload_path, status_fd, result_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with open(payload_path, "rb") as f:
+        cfg = json.loads(f.read())
+    status = os.fdopen(status_fd, "w")
+
+    def fail(message):
+        status.write(json.dumps({"error": message})); status.flush()
+        os._exit(125)
+
+    scratch, root_user = cfg["scratch"], os.geteuid() == 0
+    # Unprivileged only with isolation: without a mount namespace, Python itself may be out of its reach.
+    uid = gid = cfg["uid_base"] + os.getpid() if root_user and cfg["isolate"] else None
+    libc = None
+    if cfg["isolate"]:
         import ctypes
-        ctypes.CDLL(None, use_errno=True).unshare(0x40000000)  # CLONE_NEWNET; fails harmlessly if not allowed
-    except Exception:
-        pass
+        libc = ctypes.CDLL(None, use_errno=True)
+        flags = 0x00020000 | 0x20000000 | 0x40000000 | 0x08000000 | 0x04000000  # NS, PID, NET, IPC, UTS
+        if not root_user:
+            flags |= 0x10000000  # NEWUSER
+            real_uid, real_gid = os.getuid(), os.getgid()
+        if libc.unshare(flags) != 0:
+            fail(f"unshare failed: {os.strerror(ctypes.get_errno())}")
+        if not root_user:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {real_uid} 1"), ("gid_map", f"0 {real_gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+    pid = os.fork() if cfg["isolate"] else 0
+    if pid:
+        watch(pid, status, cfg["timeout_s"])
+    os.close(status_fd)
+    if cfg["isolate"]:
+        isolate(libc, scratch, cfg, uid)
+    os.chdir(scratch)  # before dropping: the folders above it stay closed to the program's uid
+    drop(libc, uid, gid, cfg)
+    for name, text in cfg["files"].items():
+        with open(name, "w", encoding="utf-8") as f:
+            f.write(text)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch, "LANG": "C.UTF-8"})
+    if result_fd != cfg["result_fd"]:
+        os.dup2(result_fd, cfg["result_fd"]); os.close(result_fd)
+    os.closerange(cfg["result_fd"] + 1, 65536)
+    hooks()
+    sys.argv = ["main.py"]
+    sys.path[0:0] = [scratch]
+
+def watch(pid, status, timeout_s):
+    # Outside the namespaces: nothing of the program can reach this process.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, status.fileno())
+    os.closerange(status.fileno() + 1, 65536)
+    timed_out = []
+    def expire(*_):
+        timed_out.append(True)
+        os.kill(pid, signal.SIGKILL)  # still our unreaped child: the pid cannot be reused yet
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    while True:
+        try:
+            _, code = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal_number = os.WTERMSIG(code) if os.WIFSIGNALED(code) else 0
+    returncode = -signal_number if signal_number else os.WEXITSTATUS(code)
+    status.write(json.dumps({"returncode": returncode, "timed_out": bool(timed_out)})); status.flush()
+    os._exit(0)
+
+def isolate(libc, scratch, cfg, uid):
+    import ctypes
+    def check(ok, what):
+        if not ok:
+            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+    mount = libc.mount
+    mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+    check(mount(None, b"/", None, 0x4000 | 0x40000, None) == 0, "private /")  # MS_REC | MS_PRIVATE
+    if uid is not None:
+        expose(mount, check)
+    class MountAttr(ctypes.Structure):
+        _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                    ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    attr = MountAttr(1, 0, 0, 0)  # MOUNT_ATTR_RDONLY
+    libc.syscall.restype = ctypes.c_long
+    check(libc.syscall(442, -100, b"/", 0x8000, ctypes.byref(attr), ctypes.sizeof(attr)) == 0,
+          "read-only /")  # mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, ...)
+    owner = 0 if uid is None else uid
+    options = f"size={cfg['scratch_kb']}k,nr_inodes=4096,mode=0700,uid={owner},gid={owner}".encode()
+    check(mount(b"tmpfs", scratch.encode(), b"tmpfs", 0x2 | 0x4, options) == 0, "scratch tmpfs")  # NOSUID|NODEV
+    check(mount(b"proc", b"/proc", b"proc", 0x2 | 0x4 | 0x8, None) == 0, "/proc")  # NOSUID|NODEV|NOEXEC
+
+def expose(mount, check):
+    # Python itself may live where the program's uid cannot pass (pyenv under /root, mode 0700).
+    # Cover each such folder with an empty tmpfs and bind back only Python's own folders: the
+    # interpreter becomes reachable and everything else there (root's files) disappears.
+    needed = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, *sys.path) if os.path.isdir(p)})
+    needed = [p for i, p in enumerate(needed) if not any(p.startswith(q + "/") for q in needed[:i])]
+    blocked = {}
+    for path in needed:
+        parts = path.split("/")
+        for i in range(2, len(parts)):
+            folder = "/".join(parts[:i])
+            if not os.stat(folder).st_mode & 0o001:
+                blocked.setdefault(folder, []).append(path)
+                break
+    for folder, paths in blocked.items():
+        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in paths]
+        check(mount(b"tmpfs", folder.encode(), b"tmpfs", 0x2 | 0x4, b"size=64k,mode=0755") == 0, f"cover {folder}")
+        for path, fd in zip(paths, fds):
+            os.makedirs(path, 0o755, exist_ok=True)
+            check(mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, 0x1000 | 0x4000, None) == 0,
+                  f"bind {path}")  # MS_BIND | MS_REC
+            os.close(fd)
+
+def drop(libc, uid, gid, cfg):
+    import ctypes
+    if libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)  # every capability goes with uid 0
+    elif cfg["isolate"]:  # root of our own user namespace: give up its capabilities too
+        for cap in range(64):
+            libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)()
+        if libc.capset(header, data) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "no_new_privs")
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: dies with the watchdog (cleared by setuid, so set after)
+    for res, limit in ((resource.RLIMIT_CPU, cfg["cpu_s"]), (resource.RLIMIT_AS, cfg["memory"]),
+                       (resource.RLIMIT_FSIZE, cfg["fsize"]), (resource.RLIMIT_CORE, 0),
+                       (resource.RLIMIT_NOFILE, 256), (resource.RLIMIT_NPROC, cfg["processes"])):
+        resource.setrlimit(res, (limit, limit))
     for name in [m for m in sys.modules if m.split(".")[0] in ("ctypes", "_ctypes")]:
-        del sys.modules[name]  # so importing it again is an import event, refused below
-    getcwd, fspath, fsdecode, lstat, sep = os.getcwd, os.fspath, os.fsdecode, os.lstat, os.sep
-    is_dir, write = stat.S_ISDIR, os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+        del sys.modules[name]  # the program gets a fresh import, not our handle to libc
+
+def hooks():
     refused = frozenset((
-        "socket.__new__", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-        "socket.gethostbyname_ex", "socket.getnameinfo", "socket.bind", "socket.connect",
         "os.fork", "os.forkpty", "os.system", "os.exec", "os.spawn", "os.posix_spawn", "subprocess.Popen",
-        "os.kill", "os.killpg", "signal.pthread_kill", "os.link", "os.symlink",
-        "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function", "ctypes.addressof",
-        "resource.setrlimit", "resource.prlimit", "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-        "sys.addaudithook", "os.chmod", "os.chown", "os.chflags", "shutil.chown",  # so cleanup always works
+        "os.kill", "os.killpg", "signal.pthread_kill", "socket.__new__", "socket.connect", "socket.bind",
+        "socket.getaddrinfo", "socket.gethostbyname", "sys.addaudithook",
     ))
-    refused_imports = frozenset(("_ctypes", "ctypes", "_posixsubprocess", "_xxsubinterpreters"))
-    path_events = frozenset(("os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.truncate", "os.utime",
-                             "os.setxattr", "os.removexattr", "shutil.rmtree"))
-
-    def absolute(path):
-        # Lexical: no links can be made, so no path inside the directory leads out of it.
-        parts = []
-        for part in (path if path.startswith(sep) else getcwd() + sep + path).split(sep):
-            if part == "..":
-                parts = parts[:-1]
-            elif part and part != ".":
-                parts.append(part)
-        return sep + sep.join(parts)
-
-    def outside(path):
-        if isinstance(path, int):
-            return False  # an open descriptor: checked when it was opened
-        path = fsdecode(fspath(path))
-        if not path.startswith(sep) and ".." in path.split(sep):
-            return True  # relative to a dir_fd it could climb out, and the event does not say
-        full = absolute(path)
-        return not (full == root or full.startswith(root + sep) or full == "/dev/null")
-
     def hook(event, args):
         if event in refused:
             raise PermissionError(f"sandbox: {event} is not allowed")
-        if event == "import" and args[0].split(".")[0] in refused_imports:
-            raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
-        if event == "open" and not isinstance(args[0], int) and outside(args[0]):
-            if args[2] & write:
-                raise PermissionError(f"sandbox: writing {args[0]!r} outside the sandbox is not allowed")
-            try:  # a directory descriptor outside would let dir_fd-relative calls write there
-                opens_dir = is_dir(lstat(args[0]).st_mode)
-            except (OSError, ValueError, TypeError):
-                opens_dir = False
-            if opens_dir:
-                raise PermissionError(f"sandbox: opening directory {args[0]!r} is not allowed")
-        if event in path_events and any(outside(p) for p in (args[:2] if event == "os.rename" else args[:1])):
-            raise PermissionError(f"sandbox: {event} outside the sandbox is not allowed")
-        if event == "object.__setattr__" and args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
-            raise PermissionError("sandbox: rewriting functions is not allowed")
-
     sys.addaudithook(hook)
 
-_root, _cpu, _memory, _fsize, _program = sys.argv[1], *map(int, sys.argv[2:5]), sys.argv[5]
-_install(_root, _cpu, _memory, _fsize)
-del _install
+try:
+    main()
+except BaseException as err:  # a setup failure: report it on stderr and fail the run
+    sys.stderr.write(f"sandbox setup failed: {type(err).__name__}: {err}\n")
+    os._exit(125)
+del main, watch, isolate, expose, drop, hooks
 import runpy
-runpy.run_path(_program, run_name="__main__")
+runpy.run_path("main.py", run_name="__main__")
 """
 
 
@@ -123,70 +232,150 @@ runpy.run_path(_program, run_name="__main__")
 class Limits:
     """Resource limits of one sandboxed run."""
 
-    timeout_s: float = 5.0  # wall clock, then the process group is killed
+    timeout_s: float = 5.0  # wall clock, then every process of the run is killed
     cpu_s: int = 5  # CPU seconds (RLIMIT_CPU)
     memory_mb: int = 1024  # address space (RLIMIT_AS)
-    output_kb: int = 1024  # largest file it may write, stdout and stderr included (RLIMIT_FSIZE)
+    output_kb: int = 1024  # kept of stdout, of stderr and of the result channel, each; a pipe is closed past it
+    scratch_kb: int = 16384  # the writable scratch folder, all files together (tmpfs size)
+    processes: int = 32  # processes and threads of the run (RLIMIT_NPROC)
+    isolate: bool = True  # namespaces required; False: rlimits, uid drop and audit hooks only (unsafe)
 
 
 @dataclass(frozen=True)
 class Result:
     """How a sandboxed program ended."""
 
-    returncode: int | None  # negative: killed by that signal
+    returncode: int | None  # negative: killed by that signal; None: timed out or never started
     timed_out: bool
     stdout: str  # at most Limits.output_kb
     stderr: str
+    data: bytes = b""  # what the program wrote to RESULT_FD, at most Limits.output_kb
+    error: str | None = field(default=None)  # the sandbox could not be set up (never the program's doing)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and self.error is None
 
 
-def run_python(source: str, limits: Limits = Limits()) -> Result:
-    """Run ``source`` as ``__main__`` in a fresh sandbox; never raises for anything the program does."""
-    root = os.path.realpath(tempfile.mkdtemp(prefix="corp-sandbox-"))
+def run_python(source: str, limits: Limits = Limits(), files: dict[str, str] | None = None) -> Result:
+    """Run ``source`` as ``__main__`` (``main.py`` in the scratch folder, next to ``files``) in a
+    fresh sandbox. Never raises and never hangs past ``limits.timeout_s`` plus a short grace."""
     try:
-        program = os.path.join(root, "main.py")
-        with open(program, "w", encoding="utf-8") as f:
-            f.write(source)
-        out_path, err_path = os.path.join(root, ".stdout"), os.path.join(root, ".stderr")
-        env = {"PATH": os.defpath, "HOME": root, "TMPDIR": root, "LANG": "C.UTF-8"}
-        args = [str(limits.cpu_s), str(limits.memory_mb * 2**20), str(limits.output_kb * 1024), program]
-        cmd = [sys.executable, "-I", "-B", "-X", "utf8", "-c", GUARD, root, *args]
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen(
-                cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
-            )
-        timed_out = not _wait(proc, limits.timeout_s)
-        try:  # the whole group: the program and anything it started
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        returncode = proc.wait()
-        return Result(None if timed_out else returncode, timed_out, _read(out_path, limits), _read(err_path, limits))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        return _run(source, limits, files or {})
+    except Exception as err:  # e.g. out of file descriptors: a failed run, not a failed trainer
+        return Result(None, False, "", "", b"", f"{type(err).__name__}: {err}")
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
-    """Wait for the child to exit, True if it did in time. With ``os.waitid`` (Linux) it is left
-    unreaped, so its process-group id cannot be reused before the group is killed."""
-    if not hasattr(os, "waitid"):  # e.g. macOS: reaped here, a negligible window before killpg
+def _run(source: str, limits: Limits, files: dict[str, str]) -> Result:
+    with tempfile.TemporaryDirectory(prefix="corp-sandbox-") as tmp:
+        scratch = os.path.join(os.path.realpath(tmp), "scratch")
+        os.mkdir(scratch, 0o700)
+        payload = {
+            "scratch": scratch, "files": {**files, "main.py": source}, "isolate": limits.isolate,
+            "timeout_s": limits.timeout_s, "cpu_s": limits.cpu_s, "memory": limits.memory_mb * 2**20,
+            "fsize": limits.scratch_kb * 1024, "scratch_kb": limits.scratch_kb, "processes": limits.processes,
+            "uid_base": UID_BASE, "result_fd": RESULT_FD,
+        }  # fmt: skip
+        os.chmod(tmp, 0o711)  # the program's uid may pass through to the scratch folder, not list it
+        payload_path = os.path.join(tmp, "payload.json")  # owner-only: read before privileges drop
+        with os.fdopen(os.open(payload_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as f:
+            json.dump(payload, f)
+        status_r, status_w = os.pipe()
+        result_r, result_w = os.pipe()
         try:
-            proc.wait(timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    deadline, delay = time.monotonic() + timeout_s, 0.0005
-    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(2 * delay, 0.02)
+            cmd = [sys.executable, "-I", "-B", "-X", "utf8", "-c", PROLOGUE, payload_path, str(status_w), str(result_w)]
+            proc = subprocess.Popen(
+                cmd, cwd=tmp, env={"LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=(status_w, result_w), start_new_session=True,
+            )  # fmt: skip
+        except BaseException:
+            for fd in (status_r, status_w, result_r, result_w):
+                os.close(fd)
+            raise
+        os.close(status_w)
+        os.close(result_w)
+        # With isolation the watchdog keeps the time and the grace covers start-up; without it, we do.
+        deadline = time.monotonic() + limits.timeout_s + (_GRACE_S if limits.isolate else 0.0)
+        cap, out_fd, err_fd = limits.output_kb * 1024, proc.stdout.fileno(), proc.stderr.fileno()
+        out = _drain({out_fd: cap, err_fd: cap, result_r: cap, status_r: 4096}, deadline)
+        killed = _finish(proc, deadline)
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+    try:
+        status = json.loads(out[status_r] or b"{}")
+    except ValueError:
+        status = {}
+    stdout, stderr = (out[fd].decode("utf-8", errors="replace") for fd in (out_fd, err_fd))
+    if "error" in status:
+        return Result(None, False, stdout, stderr, b"", f"sandbox setup failed: {status['error']}")
+    if limits.isolate and "returncode" not in status:  # the watchdog did not report: treat as killed
+        return Result(None, True, stdout, stderr, out[result_r], None if killed else "the sandbox did not report")
+    timed_out = bool(status.get("timed_out")) or killed
+    returncode = status.get("returncode", proc.returncode)
+    if returncode == 125 and stderr.startswith("sandbox setup failed"):
+        return Result(None, False, stdout, stderr, b"", stderr.strip().splitlines()[-1])
+    return Result(None if timed_out else returncode, timed_out, stdout, stderr, out[result_r])
+
+
+def _drain(caps: dict[int, int], deadline: float) -> dict[int, bytes]:
+    """Read every pipe until it closes, its cap is reached (then it is closed, so the writer gets
+    EPIPE) or the deadline passes. Closes all the descriptors except the Popen-owned ones."""
+    chunks: dict[int, list[bytes]] = {fd: [] for fd in caps}
+    left = dict(caps)
+    open_fds = set(caps)
+    owned = set(list(caps)[2:])  # result and status pipes; stdout/stderr are closed by their file objects
+    while open_fds:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        ready, _, _ = select.select(list(open_fds), [], [], remaining)
+        for fd in ready:
+            data = os.read(fd, min(65536, max(left[fd], 1)))
+            if data:
+                data = data[: left[fd]]
+                chunks[fd].append(data)
+                left[fd] -= len(data)
+            if not data or left[fd] <= 0:
+                open_fds.discard(fd)
+                if fd in owned:
+                    os.close(fd)
+                    owned.discard(fd)
+                else:
+                    _shut(fd)
+    for fd in owned:
+        os.close(fd)
+    return {fd: b"".join(parts) for fd, parts in chunks.items()}
+
+
+def _shut(fd: int) -> None:
+    """Stop reading a Popen-owned pipe: point its descriptor at /dev/null, so the writer sees EPIPE
+    while the file object keeps a valid descriptor to close later."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+def _finish(proc: subprocess.Popen, deadline: float) -> bool:
+    """Wait for the prologue (the watchdog) to exit; kill its group past the deadline. True if killed."""
+    try:
+        proc.wait(max(0.0, deadline - time.monotonic()))
+        return False
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # the watchdog outlived its own timer: kill it; PID 1 of the sandbox dies with it (PDEATHSIG)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
     return True
 
 
-def _read(path: str, limits: Limits) -> str:
-    with open(path, "rb") as f:
-        return f.read(limits.output_kb * 1024).decode("utf-8", errors="replace")
+@lru_cache(maxsize=1)
+def isolation() -> str | None:
+    """None when this machine can isolate a program (probed once per process), else why not."""
+    result = run_python("import os\nopen('probe', 'w').write('x')\n", Limits(timeout_s=10.0, cpu_s=10))
+    if result.ok:
+        return None
+    return result.error or (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
