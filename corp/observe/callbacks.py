@@ -83,7 +83,7 @@ class Callback:
 
 
 class Callbacks:
-    """Every observer, called in order; a failing observer is logged and never stops the run."""
+    """Every observer, called in order; an observer that raises is logged and dropped, never ends the run."""
 
     def __init__(self, callbacks: list[Callback] | None = None) -> None:
         self.callbacks = list(callbacks or [])
@@ -92,11 +92,13 @@ class Callbacks:
         return bool(self.callbacks)
 
     def _call(self, hook: str, *args: Any) -> None:
-        for cb in self.callbacks:
+        for cb in list(self.callbacks):
             try:
                 getattr(cb, hook)(*args)
             except Exception as err:  # observation must not end a run that is otherwise fine
-                log.warning("%s.%s failed: %s: %s", type(cb).__name__, hook, type(err).__name__, err)
+                log.warning("%s.%s failed (%s: %s); the run goes on without it", type(cb).__name__, hook,
+                            type(err).__name__, err)  # fmt: skip
+                self.callbacks.remove(cb)
 
     def start(self, rec: RunStarted) -> None:
         """Start every observer; one that cannot start (e.g. W&B refuses) is dropped, with a warning."""
