@@ -101,10 +101,11 @@ def test_sigint_saves_the_members_scored_so_far_and_a_rerun_continues(tiny_model
     args = tiny(tiny_model_dir, out, slow, "checkpoint_every_s=3600")  # no timed saves: only the interrupt saves
     cmd = [sys.executable, str(ROOT / "train.py"), *args]
     env = {**ENV, "CORP_TEST_CALLS": str(calls)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # pre-flight + 3 base splits + 2 members, then the 3rd member's reward call waits: round 0 is being scored
+    paused = {**env, "CORP_TEST_PAUSE_AT": "7"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    # pre-flight + 3 base splits + 2 members: round 0 is being scored
-    while not (calls.exists() and len(calls.read_text().splitlines()) >= 6):
+    while not (calls.exists() and len(calls.read_text().splitlines()) >= 7):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:] if proc.stderr else ""
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
