@@ -20,7 +20,6 @@ rounded once to one value; the perturbation's effect survives on average.
 
 from __future__ import annotations
 
-import platform
 import types
 from functools import cache
 
@@ -49,9 +48,7 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bf16 matrices in hardware."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        if platform.system() == "Darwin" and platform.machine() == "arm64":
-            return True  # Apple M2 and later; M1 lacks it, but torch's fallback there is still usable
+    if device.type == "cpu":  # read from Linux's /proc/cpuinfo; elsewhere (macOS) float32, to be safe
         return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
     return False
 
