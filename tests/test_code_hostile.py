@@ -115,13 +115,18 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def outcome():
     """Score every hostile program in one parallel batch (also through the CLI for a few)."""
-    os.environ["WANDB_API_KEY"] = "corp-secret-5e1d"
+    before = os.environ.get("WANDB_API_KEY")
+    os.environ["WANDB_API_KEY"] = "corp-secret-5e1d"  # the secret a hostile program must not read; put back below
     site_before = set(os.listdir(SITE))
     task = build_task(HumanEvalConfig(timeout_s=2.0, memory_mb=256, workers=2))
     example = task.data()["test"][2]
     assert example.meta["entry_point"] == "truncate_number"
     rewards = task.rewards(list(HOSTILE.values()), [example] * len(HOSTILE))
     time.sleep(3.5)  # anything a program left behind would have acted by now
+    if before is None:  # later tests start runs that would take a key as "go online"
+        del os.environ["WANDB_API_KEY"]
+    else:
+        os.environ["WANDB_API_KEY"] = before
     return {
         "rewards": dict(zip(HOSTILE, rewards)),
         "marks": glob.glob(MARK + "*"),

@@ -67,6 +67,7 @@ def run_embedded_cli(tmp_path, extra=()):
     cmd = [sys.executable, str(ROOT / "train.py"), "perturbation.population_size=4", "task.support_size=8",
            "task.probe_size=8", "task.test_size=8", f"hydra.run.dir={out}", *extra]  # fmt: skip
     env = {**__import__("os").environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("WANDB_API_KEY", None)  # a key means "go online" to the W&B logger; this machine has no network
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
