@@ -26,6 +26,19 @@ MODES = ("train", "eval")
 RESUME = ("auto", "never")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 
+# Top-level keys that never change what a run computes: where it writes, how it is watched, how it
+# is spread over processes, what it may reuse, how often it saves. The one list read by resume
+# (they may change when a run is continued), the sweep report (they never define a group) and
+# multirun folder names (left out of them).
+RESULT_NEUTRAL = ("resume", "logger", "output_dir", "trainer", "population", "log_samples", "export_model",
+                  "checkpoint_every_s")  # fmt: skip
+
+
+def result_neutral(key: str) -> bool:
+    """Whether a dotted config key (``trainer.devices``, ``population.load``) is result-neutral."""
+    key = key.lstrip("+~")
+    return any(key == k or key.startswith(k + ".") for k in RESULT_NEUTRAL)
+
 
 @dataclass
 class PerturbationConfig:
@@ -150,11 +163,13 @@ def job_dirname(overrides: list[str], exclude: list[str], max_len: int = JOB_DIR
 
 
 def _job_dirname() -> str:
-    """The resolver behind ``hydra.sweep.subdir``: the running job's overrides, less the excluded keys."""
+    """The resolver behind ``hydra.sweep.subdir``: the running job's overrides, less the result-neutral
+    keys and those Hydra's ``override_dirname.exclude_keys`` lists (long paths such as the model's)."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
-    return job_dirname(list(hc.overrides.task), list(hc.job.config.override_dirname.exclude_keys))
+    overrides = [o for o in hc.overrides.task if not result_neutral(o.split("=", 1)[0])]
+    return job_dirname(overrides, list(hc.job.config.override_dirname.exclude_keys))
 
 
 def run_dir() -> str:

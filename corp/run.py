@@ -21,7 +21,7 @@ import torch
 from lightning.fabric import Fabric
 from omegaconf import DictConfig
 
-from corp.config import Config, ConfigError, to_plain, validate
+from corp.config import Config, ConfigError, result_neutral, to_plain, validate
 from corp.consolidate import build_operator
 from corp.consolidate.base import Ensemble, Scores
 from corp.consolidate.vote import vote_accuracy
@@ -239,10 +239,6 @@ def _resolve_model(model: ModelConfig) -> Path | str:
         ) from None
 
 
-# keys that may change when a run is continued: they do not change its results
-_RESUME_FREE = ("resume", "logger", "output_dir", "trainer", "population", "log_samples", "export_model")
-
-
 def _check_resume(typed: Config, out: Path) -> bool:
     """True when ``out`` holds an earlier attempt of this same run, which is then continued.
 
@@ -259,7 +255,7 @@ def _check_resume(typed: Config, out: Path) -> bool:
     except (OSError, ValueError) as err:
         raise ConfigError(f"{saved}: unreadable ({err}); delete it or run with resume=never") from None
     new = to_plain(typed)
-    changed = sorted(k for k in set(old) | set(new) if k not in _RESUME_FREE and old.get(k) != new.get(k))
+    changed = sorted(k for k in set(old) | set(new) if not result_neutral(k) and old.get(k) != new.get(k))
     if changed:
         raise ConfigError(
             f"output_dir={out} holds a run with a different config (changed: {', '.join(changed)}); "
