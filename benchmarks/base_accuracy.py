@@ -54,7 +54,7 @@ def main() -> None:
         splits = {"eval": task.examples(0, args.examples)}
         for template in (False, True):
             decoded = Scorer(model, tokenizer, task, splits, template, args.batch_size).score("eval")
-            scores, distinct = decoded.scores, len(set(decoded.answers) - {None})  # 1: a constant guess
+            scores, distinct = decoded, len(set(decoded.answers) - {None})  # 1: a constant guess
             on = "on" if template else "off"
             row = (
                 f"| {label} | {on} | {scores.accuracy:.1%} | {scores.mean_reward:.3f} | {distinct} | {args.examples} |"

@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> None:
     same_text = np.mean([x == y for x, y in zip(a.completions, b.completions)])
     same_answer = np.mean([x == y for x, y in zip(a.answers, b.answers)])
     print(f"{args.task}: {len(a.completions)} examples, {torch.get_num_threads()} threads")
-    print(f"accuracy: fp32 {a.scores.accuracy:.3f}, bf16 {b.scores.accuracy:.3f}")
+    print(f"accuracy: fp32 {a.accuracy:.3f}, bf16 {b.accuracy:.3f}")
     print(f"same completion {same_text:.1%}, same answer {same_answer:.1%}")
     print(f"decode time: fp32 {a.seconds:.1f}s, bf16 {b.seconds:.1f}s (fp32/bf16 = {a.seconds / b.seconds:.2f}x)")
 

@@ -94,8 +94,10 @@ class EvalConfig:
 
 @dataclass
 class TrainerConfig:
-    """``trainer.*``: the Lightning Fabric run (ranks shard the population)."""
+    """``trainer.*``: the Lightning Fabric run (ranks shard the population), built with ``_target_``
+    from every key but ``num_threads``."""
 
+    _target_: str = "lightning.fabric.Fabric"
     accelerator: str = "cpu"
     devices: int = 1
     num_nodes: int = 1

@@ -8,8 +8,10 @@ as a row of an ``.npz`` file (``populations/`` per round, ``evals/`` per evaluat
 keyed by
 
 - the *identity* of what was scored: model, dtype, chat template, batch size, the
-  perturbation's noise identity (mode, include/exclude), the task config and the exact
-  examples (prompts and answers) of the split or subset;
+  perturbation's noise identity (mode, include/exclude), the task settings that decide a
+  reward (not the split sizes or the data seed, which only choose examples) and the exact
+  examples (prompts and answers) of the split or subset, so a run with a larger probe
+  split still reuses every support member scored by a run with a smaller one;
 - the *centre* the point was perturbed from (the committed direction, seeds and
   coefficients), and the member's *direction* relative to it.
 
@@ -25,27 +27,16 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
 from corp.tasks.base import Example
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One model point's outcomes on one list of examples."""
-
-    rewards: np.ndarray
-    correct: np.ndarray
-    answers: list[str | None]
-    completions: list[str] | None = None  # kept for evaluations, not for population members
-    source: str = "scored"  # "scored" here, "resumed" from this run's own folder, "loaded" from population.load
 
 
 def direction_key(direction: Direction) -> str:
@@ -57,13 +48,19 @@ def _digest(data: Any) -> str:
 
 
 class ScoreStore:
-    """An index of scored points: (identity, centre, direction) -> ``Scored``."""
+    """An index of scored points: (identity, centre, direction) -> ``Scores``."""
 
-    def __init__(self, context: dict[str, Any], splits: dict[str, list[Example]]) -> None:
+    def __init__(
+        self, context: dict[str, Any], splits: dict[str, list[Example]], legacy: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """``legacy``: contexts earlier versions keyed the same scores with; files saved under them
+        stay readable (a lookup tries the current identity first)."""
         self.context_digest = _digest(context)
+        self._legacy_digests = [_digest(c) for c in legacy]
         self.splits = splits
-        self._rows: dict[tuple[str, str, str], Scored] = {}
+        self._rows: dict[tuple[str, str, str], Scores] = {}
         self._identities: dict[tuple[str, tuple | None], str] = {}
+        self._aliases: dict[str, list[str]] = {}  # identity -> legacy identities of the same examples
         self.files_loaded = 0
 
     def __len__(self) -> int:
@@ -76,13 +73,20 @@ class ScoreStore:
             examples = self.splits[split]
             chosen = examples if indices is None else [examples[i] for i in key[1]]
             content = [[ex.prompt, ex.answer] for ex in chosen]
-            self._identities[key] = _digest([self.context_digest, content])
+            identity = _digest([self.context_digest, content])
+            self._identities[key] = identity
+            self._aliases[identity] = [_digest([d, content]) for d in self._legacy_digests]
         return self._identities[key]
 
-    def get(self, identity: str, centre: Direction, direction: Direction) -> Scored | None:
-        return self._rows.get((identity, direction_key(centre), direction_key(direction)))
+    def get(self, identity: str, centre: Direction, direction: Direction) -> Scores | None:
+        keys = direction_key(centre), direction_key(direction)
+        for name in (identity, *self._aliases.get(identity, ())):
+            row = self._rows.get((name, *keys))
+            if row is not None:
+                return row
+        return None
 
-    def put(self, identity: str, centre: Direction, direction: Direction, scored: Scored) -> None:
+    def put(self, identity: str, centre: Direction, direction: Direction, scored: Scores) -> None:
         self._rows[(identity, direction_key(centre), direction_key(direction))] = scored
 
     def load(self, path: str | Path, source: str = "loaded", exclude: str | Path | None = None) -> int:
@@ -120,7 +124,7 @@ class ScoreStore:
         for i, member in enumerate(members):
             rows = None if completions is None else completions[i]
             key = (identity, direction_key(centre), direction_key(member))
-            self._rows.setdefault(key, Scored(rewards[i], correct[i], answers[i], rows, source))
+            self._rows.setdefault(key, Scores(rewards[i], correct[i], answers[i], rows, source))
         self.files_loaded += 1
 
 
@@ -129,7 +133,7 @@ def save_scored(
     identity: str,
     centre: Direction,
     members: Sequence[Direction],
-    rows: Sequence[Scored],
+    rows: Sequence[Scores],
     split: str,
     indices: np.ndarray | None = None,
     seeds: np.ndarray | None = None,

@@ -11,7 +11,7 @@ from corp.consolidate.randopt import RandOptConfig, RandOptOperator
 from corp.consolidate.soup import SoupConfig, SoupOperator, soup_direction
 from corp.consolidate.vote import vote_accuracy, vote_winners
 from corp.perturb.direction import Direction
-from corp.store import Scored, ScoreStore, save_scored
+from corp.store import ScoreStore, save_scored
 from corp.tasks.base import Example
 
 SEED = 3
@@ -172,7 +172,7 @@ def test_store_round_trips_through_a_saved_file(tmp_path):
     store = make_store()
     ident, centre = store.identity("support"), Direction.from_seed(5, 0.2)
     members = [Direction.from_seed(s, 0.1) for s in (1, 2)]
-    rows = [Scored(np.array([1.0, 0.0, 1.0]), np.array([True, False, True]), ["1", None, "1"]) for _ in members]
+    rows = [Scores(np.array([1.0, 0.0, 1.0]), np.array([True, False, True]), ["1", None, "1"]) for _ in members]
     save_scored(tmp_path / "run" / "populations" / "round_000.npz", ident, centre, members, rows, "support")
     (tmp_path / "run" / "populations" / "torn.tmp.npz").write_bytes(b"partial")
     fresh = make_store()

@@ -81,7 +81,7 @@ def test_scorer_matches_plain_generate(tiny, few_shot):
     ends = [len(scorer.tokenizer(c)["input_ids"]) for c in decoded.completions]
     assert len(set(ends)) > 1  # rows finished at different steps: the early-exit path ran
     exs = scorer.splits["support"]
-    np.testing.assert_array_equal(decoded.scores.rewards, [task.reward(c, e) for c, e in zip(expected, exs)])
+    np.testing.assert_array_equal(decoded.rewards, [task.reward(c, e) for c, e in zip(expected, exs)])
     assert decoded.answers == [task.extract(c) for c in expected]
     assert scorer.example_evals == len(exs) and scorer.tokens_generated > 0
 
@@ -149,8 +149,8 @@ def test_rewards_come_from_one_batched_call_and_equal_per_example_rewards(tiny):
     assert task.batches == [3]
     exs = [scorer.splits["support"][i] for i in idx]
     expected = [LetterStop.reward(task, c, e) for c, e in zip(decoded.completions, exs)]
-    assert decoded.scores.rewards.tolist() == expected
-    assert decoded.scores.correct.tolist() == [r >= 1.0 for r in expected]
+    assert decoded.rewards.tolist() == expected
+    assert decoded.correct.tolist() == [r >= 1.0 for r in expected]
 
 
 def test_a_custom_reward_function_is_called_once_per_scored_batch(tiny):
@@ -167,7 +167,7 @@ def test_a_custom_reward_function_is_called_once_per_scored_batch(tiny):
     decoded = scorer.score("support")
     assert calls == [4]  # the decoding batch size (2) does not split the reward call
     answers = [ex.answer.lower() for ex in splits["support"]]
-    assert decoded.scores.rewards.tolist() == [float(a in c.lower()) for c, a in zip(decoded.completions, answers)]
+    assert decoded.rewards.tolist() == [float(a in c.lower()) for c, a in zip(decoded.completions, answers)]
 
 
 class WrongCount(LetterStop):

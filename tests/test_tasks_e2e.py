@@ -108,7 +108,7 @@ def test_task_composes_builds_and_scores(name: str, template: bool, tiny_model) 
     splits = task.splits({s: getattr(cfg.task, f"{s}_size") for s in SPLITS}, cfg.task.data_seed)
     decoded = Scorer(*tiny_model, task, splits, template, 8).score("test")
     assert len(decoded.completions) == 2 and task.max_new_tokens == 2
-    assert all(0.0 <= r <= 1.1 for r in decoded.scores.rewards)
+    assert all(0.0 <= r <= 1.1 for r in decoded.rewards)
     json.dumps(decoded.answers)  # vote keys are stored as JSON
 
 

@@ -99,7 +99,7 @@ def test_exported_embedded_model_reproduces_the_test_accuracy(embedded_run):
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     tokenizer.padding_side = "left"
     decoded = Scorer(model, tokenizer, task, splits, cfg.model.chat_template, cfg.model.batch_size).score("test")
-    assert decoded.scores.accuracy == res["test"]["final"]
+    assert decoded.accuracy == res["test"]["final"]
     finals = [json.loads(line)["final_completion"] for line in (out / "samples.jsonl").read_text().splitlines()]
     assert decoded.completions == finals
 

@@ -21,10 +21,14 @@ from corp.perturb.direction import Direction
 
 @dataclass
 class Scores:
-    """Per-example outcomes of one model on a list of examples."""
+    """One model point's per-example outcomes on a list of examples: what the scorer returns, the
+    score store keeps and the operators see (they read ``rewards`` and ``correct`` only)."""
 
     rewards: np.ndarray  # float, task reward per example
     correct: np.ndarray  # bool, whether the example counts as solved
+    answers: list[str | None] | None = None  # extracted answers (for votes)
+    completions: list[str] | None = None  # kept for whole-split evaluations, not for population members
+    source: str = "scored"  # "scored" here, "resumed" from this run's own folder, "loaded" from population.load
 
     @property
     def accuracy(self) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,15 +13,6 @@ from corp.scoring.greedy import GreedyDecoder
 from corp.scoring.memory import auto_batch_size
 from corp.scoring.stops import StopChecker
 from corp.tasks.base import Example, Task
-
-
-@dataclass
-class Decoded:
-    """Everything one model produced on a list of examples."""
-
-    scores: Scores
-    completions: list[str]
-    answers: list[str | None]
 
 
 def cut(text: str, stops: tuple[str, ...]) -> str:
@@ -130,11 +120,12 @@ class Scorer:
             )
         return rewards
 
-    def score(self, split: str, indices: np.ndarray | None = None) -> Decoded:
+    def score(self, split: str, indices: np.ndarray | None = None) -> Scores:
+        """The live model's completions of the split's examples (in ``indices`` order) and their scores."""
         completions = self.decode(split, indices)
         idx = np.arange(len(self.splits[split])) if indices is None else np.asarray(indices)
         examples = [self.splits[split][i] for i in idx]
         rewards = self._rewards(completions, examples)
         correct = np.array([self.task.is_correct(c, ex) for c, ex in zip(completions, examples)], dtype=bool)
         answers = [self.task.extract(c) for c in completions]
-        return Decoded(Scores(rewards, correct), completions, answers)
+        return Scores(rewards, correct, answers, completions)

@@ -14,6 +14,9 @@ from typing import Any
 from omegaconf import MISSING
 
 SPLITS = ("support", "probe", "test")
+# ``task.*`` keys that only choose which examples a split holds: the score store keys on the
+# examples themselves, so these are left out of its context (corp.store)
+EXAMPLE_SELECTION = ("support_size", "probe_size", "test_size", "data_seed")
 
 
 @dataclass

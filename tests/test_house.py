@@ -1,0 +1,97 @@
+"""The run's plumbing: the score store keyed on examples, typed results, result-neutral keys, the
+trainer built with ``_target_``, and one evaluation path on a tiny model."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY_BUDGET, TINY_SIGMAS, compose_config, tiny_run
+
+from corp.config import RESULT_NEUTRAL, ConfigError, result_neutral, to_plain, validate
+from corp.consolidate.base import Scores
+from corp.perturb.direction import Direction
+from corp.results import Results, SplitResult
+from corp.startup import build_fabric, check_resume
+from corp.store import ScoreStore, save_scored
+from corp.tasks.base import Example
+
+
+# -- the score store keys on the examples --------------------------------------------------------
+def test_scores_saved_under_the_legacy_context_are_found_under_the_current_one(tmp_path):
+    splits = {"support": [Example(p, "1") for p in "abc"]}
+    old = ScoreStore({"task": {"probe_size": 8}}, splits)
+    centre, member = Direction.zero(), Direction.from_seed(4, 0.1)
+    row = Scores(np.array([1.0, 0.0, 1.0]), np.array([True, False, True]), ["1", None, "1"])
+    save_scored(tmp_path / "old.npz", old.identity("support"), centre, [member], [row], "support")
+
+    new = ScoreStore({"task": {}}, splits, legacy=[{"task": {"probe_size": 8}}])
+    assert new.identity("support") != old.identity("support")
+    assert new.load(tmp_path) == 1
+    assert new.get(new.identity("support"), centre, member).rewards.tolist() == [1.0, 0.0, 1.0]
+    other = ScoreStore({"task": {}}, splits, legacy=[{"task": {"probe_size": 16}}])
+    other.load(tmp_path)
+    assert other.get(other.identity("support"), centre, member) is None  # a different legacy context
+
+
+def test_a_larger_probe_split_reuses_every_support_member(tiny_model_dir, tmp_path):
+    first = tiny_run(tiny_model_dir, tmp_path / "a", [TINY_SIGMAS, "export_model=false"])
+    second = tiny_run(tiny_model_dir, tmp_path / "b",
+                      [TINY_SIGMAS, "export_model=false", "task.probe_size=12", f"population.load={tmp_path / 'a'}"])  # fmt: skip
+    assert first["budget"]["members_reused"] == 0
+    # round 0's members are scored on the same support examples: all taken from the first run
+    assert second["budget"]["members_reused"] >= 4
+    assert second["support"] == first["support"] or second["support"]["base"] == first["support"]["base"]
+    assert second["probe"]["n"] == 12
+
+
+# -- typed results ----------------------------------------------------------------------------------
+def test_results_round_trip_for_train_and_eval_and_read_old_train_files():
+    split = SplitResult(0.25, 0.5, 0.3, 0.6, 8)
+    train = Results("train", "arithmetic", "m", "float32", {"test": split}, 3.0, method="corp", seed=1,
+                    budget={"members_scored": 4}, rounds=[{"round": 0}])  # fmt: skip
+    assert Results.from_json(json.loads(json.dumps(train.to_json()))) == train
+    assert train.to_json()["test"]["final"] == 0.5 and train.label == "corp"
+    ev = Results("eval", "arithmetic", "m", "float32", {"test": split}, 2.0, evaluated="x/direction.json")
+    data = ev.to_json()
+    assert "budget" not in data and "rounds" not in data and Results.from_json(data).label == "eval"
+    old = {k: v for k, v in train.to_json().items() if k != "mode"}  # written before mode was recorded
+    assert Results.from_json(old).mode == "train" and Results.from_json(old).splits["test"].gain == 0.25
+
+
+# -- result-neutral keys ----------------------------------------------------------------------------
+def test_result_neutral_keys_match_whole_keys_and_their_children_only():
+    assert result_neutral("population.load") and result_neutral("trainer.devices") and result_neutral("+logger")
+    assert not result_neutral("perturbation.population_size") and not result_neutral("seed")
+    assert not result_neutral("loggers") and "seed" not in RESULT_NEUTRAL
+
+
+def test_resume_accepts_a_change_of_result_neutral_keys_only(tmp_path):
+    base = ["model.name_or_path=x", f"output_dir={tmp_path}", "logger=none"]
+    saved = validate(compose_config(base))
+    (tmp_path / "config.json").write_text(json.dumps(to_plain(saved)))
+    assert check_resume(validate(compose_config([*base, "checkpoint_every_s=5", "trainer.num_threads=1"])), tmp_path)
+    with pytest.raises(ConfigError, match=r"changed: seed\)"):
+        check_resume(validate(compose_config([*base, "seed=3"])), tmp_path)
+
+
+# -- the trainer ------------------------------------------------------------------------------------
+def test_the_trainer_is_built_from_its_target_and_a_wrong_target_is_refused():
+    fabric = build_fabric(validate(compose_config(["logger=none", "output_dir=x"])))
+    assert type(fabric).__name__ == "Fabric" and fabric.world_size == 1
+    with pytest.raises(ConfigError, match=r"trainer._target_='collections.OrderedDict'"):
+        build_fabric(
+            validate(compose_config(["logger=none", "output_dir=x", "trainer._target_=collections.OrderedDict"]))
+        )
+
+
+# -- one evaluation path ----------------------------------------------------------------------------
+def test_the_operator_looking_at_the_base_on_probe_is_free_and_every_eval_is_saved(tiny_model_dir, tmp_path):
+    res = tiny_run(tiny_model_dir, tmp_path, [TINY_SIGMAS, "export_model=false"], budget=TINY_BUDGET)
+    b = res["budget"]
+    # CoRP compares stage 1 with the centre on probe; the base on probe was scored before training
+    candidates = list((tmp_path / "evals").glob("round_*/eval_*.npz"))
+    assert b["candidate_evals"] == len(candidates) >= 1  # every charged candidate decoded and saved at once
+    assert not (tmp_path / "evals" / "round_000" / "eval_000.npz").exists()  # the base on probe: a store hit
+    evals = {p.name for p in (tmp_path / "evals").glob("*.npz")}
+    assert {f"{w}_model_{s}.npz" for w in ("base", "final") for s in ("support", "probe", "test")} <= evals
+    assert Results.load(tmp_path).to_json() == res
