@@ -6,6 +6,7 @@ and leaves nothing behind; ``remove_run_outputs`` clears a fresh folder when a l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -186,8 +187,9 @@ def check_resume(typed: Config, out: Path) -> bool:
         old = json.loads(saved.read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"{saved}: unreadable ({err}); delete it or run with resume=never") from None
-    new = to_plain(typed)
-    changed = sorted(k for k in set(old) | set(new) if not result_neutral(k) and old.get(k) != new.get(k))
+    old, new = _flat(old), _flat(to_plain(typed))
+    changed = sorted({k for k in set(old) | set(new)
+                      if not result_neutral(k) and old.get(k, _default(typed, k)) != new.get(k)})  # fmt: skip
     if changed:
         raise ConfigError(
             f"output_dir={out} holds a run with a different config (changed: {', '.join(changed)}); "
@@ -205,6 +207,36 @@ def check_resume(typed: Config, out: Path) -> bool:
             ) from None
     log.info("resume=auto: continuing the run in %s from its saved scores", out)
     return True
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"dtype": x}}`` -> ``{"model.dtype": x}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+_NO_DEFAULT = object()
+
+
+def _default(typed: Config, key: str) -> Any:
+    """The schema default of a dotted key: what a config saved before the key existed meant."""
+    *parents, leaf = key.split(".")
+    obj: Any = typed
+    for p in parents:
+        obj = getattr(obj, p, None)
+    if not dataclasses.is_dataclass(obj):
+        return _NO_DEFAULT
+    f = {f.name: f for f in dataclasses.fields(obj)}.get(leaf)
+    if f is None:
+        return _NO_DEFAULT
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else _NO_DEFAULT
 
 
 def eval_target(typed: Config) -> dict[str, Any]:

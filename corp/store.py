@@ -40,7 +40,12 @@ log = logging.getLogger(__name__)
 
 
 def direction_key(direction: Direction) -> str:
-    return json.dumps(direction.to_json(), separators=(",", ":"))
+    """The store's key of a direction. Coefficients are rounded to 12 significant digits: arithmetic
+    that changed only in its summation order (last-bit differences) still finds the saved point, and
+    no difference that small moves an fp32 weight."""
+    data = direction.to_json()
+    data["coeffs"] = [float(f"{c:.12g}") for c in data["coeffs"]]
+    return json.dumps(data, separators=(",", ":"))
 
 
 def _digest(data: Any) -> str:

@@ -12,7 +12,7 @@ from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
 from corp.results import Results, SplitResult
 from corp.startup import build_fabric, check_resume
-from corp.store import ScoreStore, save_scored
+from corp.store import ScoreStore, direction_key, save_scored
 from corp.tasks.base import Example
 
 
@@ -72,6 +72,23 @@ def test_resume_accepts_a_change_of_result_neutral_keys_only(tmp_path):
     assert check_resume(validate(compose_config([*base, "checkpoint_every_s=5", "trainer.num_threads=1"])), tmp_path)
     with pytest.raises(ConfigError, match=r"changed: seed\)"):
         check_resume(validate(compose_config([*base, "seed=3"])), tmp_path)
+
+
+def test_resume_reads_a_key_missing_from_an_older_config_as_its_default(tmp_path):
+    base = ["model.name_or_path=x", f"output_dir={tmp_path}", "logger=none"]
+    older = to_plain(validate(compose_config(base)))
+    del older["model"]["export_dtype"]  # saved before the key existed
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    assert check_resume(validate(compose_config(base)), tmp_path)
+    with pytest.raises(ConfigError, match=r"changed: model.export_dtype\)"):
+        check_resume(validate(compose_config([*base, "model.export_dtype=bfloat16"])), tmp_path)
+
+
+def test_store_keys_ignore_last_bit_differences_of_coefficients_only():
+    a = Direction(np.array([1, 2]), np.array([0.00048367425301247774, 0.5]))
+    b = Direction(np.array([1, 2]), np.array([0.00048367425301247790, 0.5]))
+    c = Direction(np.array([1, 2]), np.array([0.000483674253, 0.5]))
+    assert a != b and direction_key(a) == direction_key(b) and direction_key(a) != direction_key(c)
 
 
 # -- the trainer ------------------------------------------------------------------------------------
