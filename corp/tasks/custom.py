@@ -129,7 +129,7 @@ class CustomTask(DatasetTask):
         """The function's return as floats, or an error saying what is wrong with it.
 
         NaN and inf are errors in the pre-flight call (``strict``); during a run they pass
-        through, and the loop scores that model as failed (corp.loop.contain_nonfinite)."""
+        through, and the evaluator scores that model as failed (corp.evaluate.contain_nonfinite)."""
         if isinstance(out, (str, bytes, dict)) or not hasattr(out, "__len__"):
             raise UserError(f"{self.reward_spec} returned {type(out).__name__}; expected a list of {n} floats")
         if len(out) != n:
