@@ -25,6 +25,10 @@ sandbox under the original test code (``random`` seeded with 0), every top-level
 tested function is recorded with its arguments and output, and those outputs become the expected
 values (floats within ``RECORD_TOL``). Caveat, HumanEval/32 (``find_zero``): the original accepts
 any root, a recorded suite the reference's root only.
+
+Why one module of ~400 lines: the conversion, the harness the child runs and the parent's checks
+are one trust boundary, and its argument (nothing the child sends can pass a check it should fail)
+is easier to review in one place.
 """
 
 from __future__ import annotations
