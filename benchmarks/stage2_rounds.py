@@ -168,6 +168,13 @@ def first_pass(rewards: np.ndarray, q: float, beta: float) -> tuple[int, float, 
 
 
 # -- tables -------------------------------------------------------------------------------------
+def _le(a, b, strict: bool = False) -> bool:
+    """a <= b (a < b when strict); False when either is missing, so a missing key is never counted."""
+    if a is None or b is None:
+        return False
+    return a < b if strict else a <= b
+
+
 def t_rounds(runs: list[Run]) -> str:
     rows = []
     for run in runs:
@@ -284,9 +291,9 @@ def t_summary(runs: list[Run]) -> str:
         ["rounds with no positive member", count(recs, lambda m: m.get("stage2/positive") == 0)],
         ["rounds where every member scored 0 (no member changed an answer)",
          count(recs, lambda m: m.get("stage2/member_score_max") == 0 and m.get("stage2/member_score_mean") == 0)],
-        ["rounds whose picked proposal has sel score <= 0", count(recs, lambda m: (m.get("stage2/selection_score") or 0) <= 0)],
-        ["rounds with gate score > 0", count(recs, lambda m: (m.get("stage2/gate_score") or 0) > 0)],
-        ["rounds with gate LCB exactly 0", count(recs, lambda m: m.get("stage2/gate_lcb") == 0)],
+        ["rounds whose picked proposal has sel score <= 0", count(recs, lambda m: _le(m.get("stage2/selection_score"), 0))],
+        ["rounds with gate score > 0", count(recs, lambda m: _le(0, m.get("stage2/gate_score"), strict=True))],
+        ["rounds with gate LCB exactly 0 (gate unchanged, or 1 fix and 0 regressions)", count(recs, lambda m: m.get("stage2/gate_lcb") == 0)],
         ["stage 1 committed", sum(1 for r in runs if metric(r.stage1, "stage1/committed") == 1)],
     ]  # fmt: skip
     return table("Stage-2 outcome", ["count", "value"], rows)
