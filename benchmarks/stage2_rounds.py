@@ -535,11 +535,50 @@ def t_lengths(runs: list[Run]) -> str:
     return table("Proposals by approximate length", header, rows, "≈‖step‖ = scale·σ (see table proposals).")
 
 
+def direct_lcb(f: int, r: int, n: int, z: float) -> float:
+    """mean - z * SE of f (+1), r (-1) and n - f - r (0) paired differences, computed as
+    ``corp.consolidate.stage2.paired_lcb`` (and the published ``_paired_delta_summary``) do."""
+    d = np.zeros(n)
+    d[:f], d[f : f + r] = 1.0, -1.0
+    return float(d.mean()) - z * float(d.std(ddof=1)) / math.sqrt(n)
+
+
+def t_lcb(runs: list[Run]) -> str:
+    """The z = 1 rule (f - r)^2 > f + r against the direct bound, and the cases rounding decides."""
+    rows = []
+    for n in (16, 32, 100, 250):
+        checked = mismatches = 0
+        boundary = []
+        for f in range(n + 1):
+            for r in range(n + 1 - f):
+                lcb = direct_lcb(f, r, n, 1.0)
+                checked += 1
+                if (f - r) ** 2 == f + r and f > r:
+                    boundary.append((f, r, lcb))
+                elif (lcb > 0) != lcb_passes(f, r, 1.0):
+                    mismatches += 1
+        flips = [f"{f}/{r}: {lcb:+.1e}" for f, r, lcb in boundary if lcb > 0]
+        rows.append([n, checked, mismatches, len(boundary), "; ".join(flips) or "none"])
+    header = [
+        "n",
+        "(f, r) checked",
+        "rule ≠ direct",
+        "boundary cases: (f − r)² = f + r, LCB 0 in exact arithmetic",
+        "boundary cases passing by rounding",
+    ]
+    note = (
+        f"z = 1. Off the boundary the rule and the direct bound agree. For comparison, 1 fix and 0 regressions "
+        f"at n = 16 gives LCB {fmt(direct_lcb(1, 0, 16, 0.5))} at z = 0.5."
+    )
+    return table("Gate rule at z = 1", header, rows, note)
+
+
 TABLES = {
     "summary": t_summary,
     "rounds": t_rounds,
     "best_score": t_best_score,
     "gate": t_gate,
+    "lcb": t_lcb,
     "by_round": t_by_round,
     "steps": t_steps,
     "lengths": t_lengths,
