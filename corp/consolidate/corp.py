@@ -139,6 +139,8 @@ class CorpOperator(Operator):
     """
 
     name = "corp"
+    display_name = "CoRP"
+    compared = True  # reports compare its rows with the base and the RandOpt baselines
 
     def __init__(self, cfg: CorpConfig, population_size: int, sigmas: list[float], seed: int, support_size: int):
         if population_size < 2:
