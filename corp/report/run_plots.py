@@ -20,28 +20,28 @@ from typing import Any
 import numpy as np
 
 from corp.consolidate.observations import CENTRE_PROBE_ACC, EliteRow, SpectrumRow, Stage1Keys, Stage2Keys
-from corp.observe.rounds import read_rounds
+from corp.observe.rounds import PopulationEntry, read_rounds
 from corp.report import plots
 
 log = logging.getLogger(__name__)
 
 
 def _population_plots(rounds: list[dict], results: dict, folder: Path) -> list[Path]:
-    scored = [r for r in rounds if r.get("population")]
+    scored = [(r["round"], PopulationEntry.read(r["population"])) for r in rounds if r.get("population")]
     if not scored:
         return []
-    first = scored[0]["population"]
-    split, rewards, sigmas = first["split"], np.asarray(first["mean_rewards"]), np.asarray(first["sigmas"])
+    first = scored[0][1]
+    split, rewards, sigmas = first.split, np.asarray(first.mean_rewards), np.asarray(first.sigmas)
     base, final = results[split]["base_reward"], results[split]["final_reward"]
     out = [
         plots.population_rewards(rewards, sigmas, base, final, folder / "population_rewards.png", split=split),
         plots.reward_vs_sigma(sigmas, rewards, base, folder / "reward_vs_sigma.png", split=split),
     ]
     if len(scored) > 1:
-        pops = [np.asarray(r["population"]["mean_rewards"]) for r in scored]
+        pops = [np.asarray(p.mean_rewards) for _, p in scored]
         out.append(
             plots.population_by_round(
-                [r["round"] for r in scored],
+                [i for i, _ in scored],
                 [float(p.mean()) for p in pops],
                 [float(p.std()) for p in pops],
                 [float(p.min()) for p in pops],
