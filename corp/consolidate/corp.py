@@ -5,6 +5,10 @@ step (stage 1, ``stage1.merge``). Rounds >= 1 draw local members around the cent
 a low-rank plus isotropic search distribution, merge them, and commit a merged step
 only if it survives a held-out gate and a probe line search (stage 2). See docs/method.md
 §4; where this code differs from the published code (§7), the choice is documented where it is made.
+
+This module holds the config and the state between rounds. The merges and the candidate grid
+are in ``stage1.py``, stage 2's members, selection, gate and line search in ``stage2.py``; each
+round returns a typed record (``records.py``) that ``observations.py`` turns into its metrics.
 """
 
 from __future__ import annotations
