@@ -219,8 +219,8 @@ def register_configs() -> None:
     cs.store(name="trainer_schema", node=TrainerConfig)
     for name, task_cls in TASKS.items():
         cs.store(name=f"task_{name}_schema", node=task_cls.config_class)
-    for name, (config_cls, _factory) in OPERATORS.items():
-        cs.store(name=f"consolidation_{name}_schema", node=config_cls)
+    for name, registered in OPERATORS.items():
+        cs.store(name=f"consolidation_{name}_schema", node=registered.config)
 
 
 class ConfigError(UserError):

@@ -10,7 +10,7 @@ import pytest
 
 from corp.analyze import Settings, analyse, load_population
 from corp.analyze.__main__ import main as analyze_main
-from corp.analyze.population import Population
+from corp.analyze.population import SavedPopulation
 from corp.analyze.split_half import cloud_shape, overlaps, reward_weights, top_subspaces
 from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
@@ -19,7 +19,7 @@ from corp.store import save_scored
 FAST = Settings(splits=50, null_draws=100, null_splits=10)  # p can reach 1/101, well under alpha = 0.05
 
 
-def synthetic(kind: str, seed: int = 0, n: int = 240, n_seeds: int = 12, n_examples: int = 24) -> Population:
+def synthetic(kind: str, seed: int = 0, n: int = 240, n_seeds: int = 12, n_examples: int = 24) -> SavedPopulation:
     """A population whose rewards are planted on a rank-2 subspace, or pure noise.
 
     ``planted``: members are Gaussian vectors on a shared pool of seeds; example j is solved
@@ -42,7 +42,7 @@ def synthetic(kind: str, seed: int = 0, n: int = 240, n_seeds: int = 12, n_examp
         b = rng.standard_normal((n_examples, 2))
         b /= np.linalg.norm(b, axis=1, keepdims=True)
         rewards = (latent @ b.T + 0.5 * rng.standard_normal((n, n_examples)) > 1.0).astype(float)
-    return Population(Path(f"{kind}.npz"), 0, "support", members, rewards)
+    return SavedPopulation(Path(f"{kind}.npz"), 0, "support", members, rewards)
 
 
 def by_space(result) -> dict:
@@ -118,7 +118,7 @@ def test_reward_weights_follow_reward_rank_and_ties_share_it():
 # -- the command line ---------------------------------------------------------------------------
 
 
-def _save(path: Path, pop: Population) -> None:
+def _save(path: Path, pop: SavedPopulation) -> None:
     rows = [Scores(r, r > 0, [None] * len(r)) for r in pop.rewards]
     save_scored(path, "identity", Direction.zero(), pop.members, rows, "support")
 

@@ -401,3 +401,29 @@ def test_dense_rows_and_hints_change_draws_not_decisions():
 
 def live(space: ParameterSpace) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for _, p in space.params])
+
+
+def test_every_name_the_plots_read_is_written_by_a_round():
+    """observations.py writes what run_plots reads: the key constants and the row types."""
+    from dataclasses import fields
+
+    from corp.consolidate.observations import CENTRE_PROBE_ACC, EliteRow, SpectrumRow, Stage1Keys, Stage2Keys
+    from corp.report.run_plots import trajectory_points
+
+    fake = Planted()
+    _, updates = play(operator(config(scales=[0.25], stage2_rounds=3), fake), fake)
+    gated = [u for u in updates[1:] if u.metrics[Stage2Keys.GATED] and Stage2Keys.SPECTRUM in u.details]
+    assert gated, "no gated stage-2 round with a refitted cloud: the test needs one"
+    for keys, update in ((Stage1Keys, updates[0]), (Stage2Keys, gated[0])):
+        names = [v for k, v in vars(keys).items() if k.isupper()]
+        written = {**update.metrics, **update.details}
+        assert [n for n in names if n not in written] == []
+        assert all(SpectrumRow.read(r).share >= 0 for r in update.details[keys.SPECTRUM])
+    assert all(CENTRE_PROBE_ACC in u.metrics for u in updates)
+    elite = [EliteRow.read(r) for r in updates[0].details[Stage1Keys.ELITE_MEMBERS]]
+    assert [f.name for f in fields(EliteRow)] == list(updates[0].details[Stage1Keys.ELITE_MEMBERS][0])
+    assert sum(r.weight for r in elite) == pytest.approx(1.0)
+    rounds = [{"round": i, "metrics": u.metrics, "details": u.details} for i, u in enumerate(updates)]
+    points = trajectory_points(rounds)
+    assert [p["stage"] for p in points] == ["stage 1"] + [f"stage 2 #{k + 1}" for k in range(len(updates) - 1)]
+    assert [p["outcome"] == "accepted" for p in points[1:]] == [bool(u.metrics["stage2/accepted"]) for u in updates[1:]]

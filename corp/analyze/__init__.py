@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corp.analyze.population import Population, PopulationError, load_population, population_files
+from corp.analyze.population import PopulationError, SavedPopulation, load_population, population_files
 from corp.analyze.split_half import PopulationResult, Settings, analyse
 
 __all__ = [
-    "Population",
+    "SavedPopulation",
     "PopulationError",
     "PopulationResult",
     "Settings",

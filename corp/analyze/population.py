@@ -20,8 +20,9 @@ class PopulationError(ValueError):
 
 
 @dataclass(frozen=True)
-class Population:
-    """Scored members of one round: seed-space directions and their per-example rewards."""
+class SavedPopulation:
+    """Scored members of one round read back from disk: seed-space directions and their per-example
+    rewards. Not ``corp.consolidate.base.Population``, the members an operator asks to have scored."""
 
     path: Path
     round: int | None
@@ -34,7 +35,7 @@ class Population:
         return self.rewards.mean(axis=1)
 
 
-def load_population(path: Path) -> Population:
+def load_population(path: Path) -> SavedPopulation:
     """Read one ``.npz`` score file; raises ``PopulationError`` naming what is missing or inconsistent."""
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -56,7 +57,7 @@ def load_population(path: Path) -> Population:
     if not len(members) or not rewards.shape[1]:
         raise PopulationError(f"{path}: an empty population ({rewards.shape[0]} members x {rewards.shape[1]} examples)")
     match = _ROUND.search(path.name)
-    return Population(path, int(match.group(1)) if match else None, split, members, rewards)
+    return SavedPopulation(path, int(match.group(1)) if match else None, split, members, rewards)
 
 
 def population_files(path: Path, round_: int | None = None) -> list[Path]:

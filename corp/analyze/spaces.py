@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corp.analyze.population import Population
+from corp.analyze.population import SavedPopulation
 from corp.perturb.direction import stack
 
 NullDraw = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
@@ -32,7 +32,7 @@ class Space:
     note: str | None = None  # how (not) to read the results in this space
 
 
-def seed_space(pop: Population) -> Space:
+def seed_space(pop: SavedPopulation) -> Space:
     """Members as coefficient vectors on their seeds (noise of distinct seeds ~ orthonormal)."""
     vectors, basis = stack(pop.members)
     rewards = pop.mean_rewards
@@ -65,7 +65,7 @@ def seed_space(pop: Population) -> Space:
     )
 
 
-def behaviour_space(pop: Population) -> Space:
+def behaviour_space(pop: SavedPopulation) -> Space:
     """Members as per-example reward profiles minus the population's mean profile.
 
     The elite is chosen by mean reward, i.e. along the all-ones direction of this space, so

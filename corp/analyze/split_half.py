@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from corp.analyze.population import Population
+from corp.analyze.population import SavedPopulation
 from corp.analyze.spaces import Space, behaviour_space, seed_space
 from corp.consolidate.stage1 import cloud_spectrum, cloud_stats
 
@@ -301,7 +301,7 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
-def analyse(pop: Population, settings: Settings) -> PopulationResult:
+def analyse(pop: SavedPopulation, settings: Settings) -> PopulationResult:
     """The split-half test on one population, in seed space and in behaviour space."""
     settings.validate()
     n = len(pop.members)

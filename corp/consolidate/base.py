@@ -119,10 +119,39 @@ class Update:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ReportRow:
+    """One line a finished run adds to a sweep report's table (``python -m corp.report``)."""
+
+    label: str  # e.g. "CoRP (N=8)"
+    accuracy: float  # test accuracy
+    passes: int = 1  # forward passes per test example
+    block: int = 0  # a method's rows are listed block by block, each block by setting ...
+    sort: tuple = ()  # ... then by this (e.g. (N, K))
+    role: str = ""  # REFERENCE or ENSEMBLE: what the compared methods are set against (see ``Operator.compared``)
+
+
+REFERENCE = "reference"  # a single model: "<compared method> vs <this row>"
+ENSEMBLE = "ensemble"  # several models voting: the share of its gain over the base a compared method recovers
+
+
+def report_row(name: str, results: dict[str, Any], config: dict[str, str]) -> ReportRow:
+    """The one row most methods add: their final model, labelled with the population size."""
+    return ReportRow(f"{name} (N={config.get('perturbation.population_size', '?')})", results["test"]["final"])
+
+
 class Operator(ABC):
     """A consolidation method, driven round by round by the loop."""
 
     name: str = ""
+    display_name: str = ""  # how reports name the method (default: ``name``)
+    compared: bool = False  # reports set this method's rows against the base and the REFERENCE/ENSEMBLE rows
+
+    @classmethod
+    def report_rows(cls, results: dict[str, Any], config: dict[str, str]) -> list[ReportRow]:
+        """The rows one finished run adds to a sweep report, from its ``results.json`` and its
+        flattened config (dotted keys, values as JSON text)."""
+        return [report_row(cls.display_name or cls.name, results, config)]
 
     @abstractmethod
     def propose(self, round_idx: int) -> Population | None:

@@ -5,6 +5,10 @@ step (stage 1, ``stage1.merge``). Rounds >= 1 draw local members around the cent
 a low-rank plus isotropic search distribution, merge them, and commit a merged step
 only if it survives a held-out gate and a probe line search (stage 2). See docs/method.md
 §4; where this code differs from the published code (§7), the choice is documented where it is made.
+
+This module holds the config and the state between rounds. The merges and the candidate grid
+are in ``stage1.py``, stage 2's members, selection, gate and line search in ``stage2.py``; each
+round returns a typed record (``records.py``) that ``observations.py`` turns into its metrics.
 """
 
 from __future__ import annotations
@@ -28,16 +32,19 @@ from corp.consolidate.base import (
 from corp.consolidate.checks import at_least as _at_least
 from corp.consolidate.checks import choice as _choice
 from corp.consolidate.checks import fail as _fail
-from corp.consolidate.stage1 import Merge, cloud_spectrum, cloud_stats, merge, min_elite_size, step_unit
+from corp.consolidate.counted import CountedEvaluate
+from corp.consolidate.observations import stage1_observations, stage2_observations
+from corp.consolidate.records import Refit, Stage1Record, Stage2Record
+from corp.consolidate.stage1 import Candidate, best_on_probe, candidate_grid, min_elite_size
 from corp.consolidate.stage2 import (
     constructive_scores,
-    ess,
     ess_target,
     ess_weights,
     fit_cloud,
+    line_search,
     local_population,
     next_lambda,
-    paired_lcb,
+    select_and_gate,
     split_support,
 )
 from corp.perturb.direction import Direction, stack
@@ -121,36 +128,6 @@ def _members_needed(quantiles: list[float]) -> int:
     return n
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    direction: Direction
-    merge: Merge
-    scale: float  # s (stage 1) or eta * g (stage 2), in the scale_unit
-    grid: float  # s (stage 1) or g (stage 2): the grid value that produced it
-
-
-class _Counted:
-    """An evaluate callback that counts its calls (each call decodes a split once).
-
-    ``prefetch`` passes a hint on to the callback when it takes one (the loop forwards it
-    to ``ParameterSpace.prefetch``): the directions about to be evaluated, or (``basis``)
-    the principal directions the next local members are built from. Hints change how
-    much noise is regenerated, never a score, so a callback without them is fine.
-    """
-
-    def __init__(self, evaluate: Evaluate) -> None:
-        self.evaluate, self.calls = evaluate, 0
-        self._hint = getattr(evaluate, "prefetch", None)
-
-    def __call__(self, direction: Direction, split: str, indices: np.ndarray | None = None) -> Scores:
-        self.calls += 1
-        return self.evaluate(direction, split, indices)
-
-    def prefetch(self, directions: list[Direction], basis: bool = False) -> None:
-        if self._hint is not None:
-            self._hint(directions, basis=basis)
-
-
 class CorpOperator(Operator):
     """CoRP stage 0 + 1 in round 0, gated stage-2 rounds after it.
 
@@ -166,6 +143,8 @@ class CorpOperator(Operator):
     """
 
     name = "corp"
+    display_name = "CoRP"
+    compared = True  # reports compare its rows with the base and the RandOpt baselines
 
     def __init__(self, cfg: CorpConfig, population_size: int, sigmas: list[float], seed: int, support_size: int):
         if population_size < 2:
@@ -238,13 +217,13 @@ class CorpOperator(Operator):
             raise ValueError(f"CoRP round {round_idx} needs the scored population it proposed")
         if scores.rewards.shape[0] != len(population):
             raise ValueError(f"{scores.rewards.shape[0]} score rows for {len(population)} members")
-        counted = _Counted(evaluate)
+        counted = CountedEvaluate(evaluate)
         if self.stage == "stage1":
             return self._stage1(population, scores, counted)
         return self._stage2(population, scores, counted)
 
     # -- stage 1 ----------------------------------------------------------------------------
-    def _stage1(self, population: Population, scores: PopulationScores, evaluate: _Counted) -> Update:
+    def _stage1(self, population: Population, scores: PopulationScores, evaluate: CountedEvaluate) -> Update:
         cfg = self.cfg
         rewards = scores.mean_rewards.astype(np.float64)
         matrix, basis = stack(population.members)
@@ -252,7 +231,7 @@ class CorpOperator(Operator):
         evaluate.prefetch([c.direction for c in candidates])  # all (q, beta) merges share the elite's seeds
         centre = self._centre_probe(evaluate)
         results = [evaluate(c.direction, "probe") for c in candidates]
-        best = _best(candidates, results)
+        best = best_on_probe(candidates, results)
         cand, res = candidates[best], results[best]
         commit = cfg.stage1_commit == "always" or res.accuracy >= centre.accuracy
 
@@ -267,80 +246,31 @@ class CorpOperator(Operator):
         self.stage = "stage2" if cfg.stage2_rounds > 0 else "done"
         if self.stage == "stage2":
             evaluate.prefetch(self.components, basis=True)  # every local member of the next round uses them
-
-        metrics: dict[str, Any] = {
-            "stage1/population_reward_mean": float(rewards.mean()),
-            "stage1/population_reward_max": float(rewards.max()),
-            "stage1/candidates": len(candidates),
-            "stage1/duplicates": duplicates,
-            "stage1/best_q": m.q,
-            "stage1/best_beta": m.beta,
-            "stage1/best_s": cand.scale,
-            "stage1/elite_size": len(m.elite),
-            "stage1/ess": m.ess,
-            "stage1/ess_first_pass": ess(m.first_pass),
-            "stage1/alignment_mean": float(m.alignment.mean()),
-            "stage1/alignment_std": float(m.alignment.std()),
-            "stage1/alignment_min": float(m.alignment.min()),
-            "stage1/alignment_max": float(m.alignment.max()),
-            "stage1/dispersion_rel_mean": m.relative_dispersion,
-            "stage1/step_norm": cand.direction.norm(),
-            "stage1/step_over_member_norm": cand.direction.norm() / m.member_norm if m.member_norm > 0 else 0.0,
-            "stage1/probe_acc": res.accuracy,
-            "stage1/probe_reward": res.mean_reward,
-            "stage1/centre_probe_acc": centre.accuracy,
-            "stage1/centre_probe_reward": centre.mean_reward,
-            "stage1/committed": int(commit),
-            "stage1/evaluate_calls": evaluate.calls,
-        }
-        metrics.update(self._centre_metrics())
-        cloud_metrics, spectrum = _cloud_observations("stage1", matrix[m.elite], m.weights)
-        metrics.update(cloud_metrics)
-        details = {
-            "stage1/candidate_scores": [
-                {
-                    "q": c.merge.q,
-                    "beta": c.merge.beta,
-                    "scale": c.scale,
-                    "probe_acc": r.accuracy,
-                    "probe_reward": r.mean_reward,
-                    "step_norm": c.direction.norm(),
-                    "best": i == best,
-                }
-                for i, (c, r) in enumerate(zip(candidates, results, strict=True))
-            ],
-            "stage1/elite_members": _elite_rows(m, rewards, population.sigmas),
-            "stage1/elite_spectrum": spectrum,
-            "stage1/search_eigenvalues": _spectrum_rows(self.eigenvalues),
-        }
+        record = Stage1Record(
+            rewards=rewards,
+            sigmas=population.sigmas,
+            candidates=candidates,
+            duplicates=duplicates,
+            probe=results,
+            best=best,
+            centre=centre,
+            committed=commit,
+            elite_cloud=matrix[m.elite],
+            search_eigenvalues=self.eigenvalues,
+            evaluate_calls=evaluate.calls,
+            centre_probe_acc=self._centre_probe_acc(),
+        )
+        metrics, details = stage1_observations(record)
         return Update(step, metrics, done=self.stage == "done", details=details)
 
     def _candidates(
         self, matrix: np.ndarray, basis: np.ndarray, scores: np.ndarray, eta: float, grid: list[float]
-    ) -> tuple[list[_Candidate], int]:
-        """Merged directions for every (q, beta, grid value), in grid order, duplicates dropped."""
-        candidates: list[_Candidate] = []
-        seen: set[Direction] = set()
-        duplicates = 0
-        for q in self.cfg.quantiles:
-            for beta in self.cfg.betas:
-                m = merge(matrix, basis, scores, q, beta)
-                unit = step_unit(m, self.cfg.scale_unit)
-                if unit is None:
-                    continue
-                for g in grid:
-                    direction = m.direction * (eta * g * unit)
-                    if direction in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(direction)
-                    candidates.append(_Candidate(direction, m, eta * g, g))
-        if not candidates:
-            raise RuntimeError("every merged direction vanished: the population has no usable members")
-        return candidates, duplicates
+    ) -> tuple[list[Candidate], int]:
+        cfg = self.cfg
+        return candidate_grid(matrix, basis, scores, cfg.quantiles, cfg.betas, cfg.scale_unit, eta, grid)
 
     # -- stage 2 ----------------------------------------------------------------------------
-    def _stage2(self, population: Population, scores: PopulationScores, evaluate: _Counted) -> Update:
+    def _stage2(self, population: Population, scores: PopulationScores, evaluate: CountedEvaluate) -> Update:
         """One gated round: score members, merge, pick on selection, gate, line-search on probe."""
         cfg = self.cfg
         if scores.correct.shape[1] != len(self.selection):
@@ -348,110 +278,28 @@ class CorpOperator(Operator):
         k = self.stage2_round
         sigma, lam, eta = self.sigma, self.lam, self.eta
         support = self._centre_support(evaluate)
-        c_sel, c_gate = support.correct[self.selection], support.correct[self.gate]
-        member_scores = constructive_scores(c_sel, scores.correct, cfg.lambda_reg)
+        member_scores = constructive_scores(support.correct[self.selection], scores.correct, cfg.lambda_reg)
 
         matrix, basis = stack(population.members)
         proposals, duplicates = self._candidates(matrix, basis, member_scores, eta, cfg.step_grid)
         evaluate.prefetch([p.direction for p in proposals])
-        sel = [evaluate(p.direction, "support", self.selection) for p in proposals]
-        sel_scores = [float(constructive_scores(c_sel, s.correct, cfg.lambda_reg)) for s in sel]
-        r_sel = support.rewards[self.selection]
-        best = min(
-            range(len(proposals)),
-            key=lambda i: (-sel_scores[i], -float(np.mean(sel[i].rewards - r_sel)), proposals[i].direction.norm(), i),
-        )
-        prop = proposals[best]
-        gate = evaluate(prop.direction, "support", self.gate)
-        gate_score = float(constructive_scores(c_gate, gate.correct, cfg.lambda_reg))
-        gate_mean, gate_lcb = paired_lcb(c_gate, gate.correct, cfg.gate_z)
-        gated = gate_score > 0 and gate_lcb > 0
-
-        metrics: dict[str, Any] = {
-            "stage2/round": k,
-            "stage2/sigma": sigma,
-            "stage2/lambda": lam,
-            "stage2/eta": eta,
-            "stage2/member_score_mean": float(member_scores.mean()),
-            "stage2/member_score_max": float(member_scores.max()),
-            "stage2/share_positive": float(np.mean(member_scores > 0)),
-            "stage2/proposals": len(proposals),
-            "stage2/duplicates": duplicates,
-            "stage2/best_q": prop.merge.q,
-            "stage2/best_beta": prop.merge.beta,
-            "stage2/best_step": prop.grid,
-            "stage2/selection_score": sel_scores[best],
-            "stage2/elite_size": len(prop.merge.elite),
-            "stage2/merge_ess": prop.merge.ess,
-            "stage2/alignment_mean": float(prop.merge.alignment.mean()),
-            "stage2/dispersion_rel_mean": prop.merge.relative_dispersion,
-            "stage2/gate_score": gate_score,
-            "stage2/gate_mean_diff": gate_mean,
-            "stage2/gated": int(gated),
-        }
-        if math.isfinite(gate_lcb):
-            metrics["stage2/gate_lcb"] = gate_lcb
-        details: dict[str, Any] = {
-            "stage2/proposal_scores": [
-                {
-                    "q": p.merge.q,
-                    "beta": p.merge.beta,
-                    "step": p.grid,
-                    "scale": p.scale,
-                    "selection_score": sel_scores[i],
-                    "selection_reward_gain": float(np.mean(sel[i].rewards - r_sel)),
-                    "best": i == best,
-                }
-                for i, p in enumerate(proposals)
-            ],
-            "stage2/elite_members": _elite_rows(prop.merge, member_scores, population.sigmas),
-        }
-
+        sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate)
+        prop = proposals[sel.best]
+        search = None
+        if sel.gated:
+            search = line_search(prop.direction, self._centre_probe(evaluate), cfg.line_search, cfg.gate_z, evaluate)
         step = None
-        if gated:
-            centre = self._centre_probe(evaluate)
-            tries = [(alpha, evaluate(prop.direction * alpha, "probe")) for alpha in cfg.line_search]
-            bounds = [paired_lcb(centre.correct, res.correct, cfg.gate_z)[1] for _, res in tries]
-            pick = min(
-                range(len(tries)),
-                key=lambda i: (-tries[i][1].accuracy, -bounds[i], abs(math.log(tries[i][0])), tries[i][0]),
-            )
-            alpha, res = tries[pick]
-            accept = bounds[pick] > 0 and res.accuracy >= centre.accuracy
-            details["stage2/line_search"] = [
-                {
-                    "alpha": a,
-                    "probe_acc": r.accuracy,
-                    "probe_reward": r.mean_reward,
-                    "probe_lcb": b,
-                    "picked": i == pick,
-                }
-                for i, ((a, r), b) in enumerate(zip(tries, bounds, strict=True))
-            ]
-            metrics.update(
-                {
-                    "stage2/alpha": alpha,
-                    "stage2/probe_acc": res.accuracy,
-                    "stage2/centre_probe_acc": centre.accuracy,
-                    "stage2/accepted": int(accept),
-                }
-            )
-            if math.isfinite(bounds[pick]):
-                metrics["stage2/probe_lcb"] = bounds[pick]
-            if accept:
-                step = prop.direction * alpha
-                self.eta = prop.scale * alpha
-                self._moved(res)
-        else:
-            metrics["stage2/accepted"] = 0
-
-        if step is not None:
+        if search is not None and search.accepted:
+            alpha = search.alphas[search.pick]
+            step = prop.direction * alpha
+            self.eta = prop.scale * alpha
+            self._moved(search.probe[search.pick])
             self.accepted += 1
             self.rejections = 0
         else:
             self.sigma *= SIGMA_DECAY
             self.rejections += 1
-        metrics.update(self._refit(population, member_scores, k, details))
+        refit = self._refit(population, member_scores, k)
         self.lam = next_lambda(lam, float(np.mean(member_scores > 0)))
         self.stage2_round += 1
         if (
@@ -462,58 +310,54 @@ class CorpOperator(Operator):
             self.stage = "done"
         else:
             evaluate.prefetch(self.components, basis=True)
-        metrics.update(
-            {
-                "stage2/accepted_total": self.accepted,
-                "stage2/consecutive_rejections": self.rejections,
-                "stage2/evaluate_calls": evaluate.calls,
-            }
+        record = Stage2Record(
+            round=k,
+            sigma=sigma,
+            lam=lam,
+            eta=eta,
+            member_scores=member_scores,
+            sigmas=population.sigmas,
+            proposals=proposals,
+            duplicates=duplicates,
+            selection=sel,
+            line_search=search,
+            refit=refit,
+            accepted_total=self.accepted,
+            consecutive_rejections=self.rejections,
+            evaluate_calls=evaluate.calls,
+            centre_probe_acc=self._centre_probe_acc(),
         )
-        metrics.update(self._centre_metrics())
+        metrics, details = stage2_observations(record)
         return Update(step, metrics, done=self.stage == "done", details=details)
 
-    def _refit(self, population: Population, member_scores: np.ndarray, k: int, details: dict) -> dict[str, Any]:
+    def _refit(self, population: Population, member_scores: np.ndarray, k: int) -> Refit:
         """Refit (U, Lambda) from the positive members, softmax-weighted to the round's target ESS.
 
-        Without a positive member the previous search distribution is kept. The refitted cloud's
-        spectrum and search eigenvalues go into ``details``.
+        Without a positive member the previous search distribution is kept.
         """
         positive = np.flatnonzero(member_scores > 0)
         target = ess_target(k, self.cfg.stage2_rounds, self.cfg.ess_start, self.cfg.ess_end)
-        metrics: dict[str, Any] = {"stage2/ess_target": target, "stage2/positive": len(positive)}
         if not len(positive):
-            return metrics
+            return Refit(target, positive, None, math.nan, self.eigenvalues, None)
         weights, inv_temp = ess_weights(member_scores[positive], target)
         cloud = [population.members[i] for i in positive]
         self.components, self.eigenvalues = fit_cloud(cloud, weights, self.cfg.rank)
-        metrics["stage2/ess"] = ess(weights)
-        if math.isfinite(inv_temp):
-            metrics["stage2/inv_temperature"] = inv_temp
-        if len(self.eigenvalues):
-            p = self.eigenvalues[self.eigenvalues > 0]
-            metrics["stage2/search_eff_rank"] = float(np.exp(-np.sum(p * np.log(p))))
-        matrix, _ = stack(cloud)
-        cloud_metrics, spectrum = _cloud_observations("stage2", matrix, weights)
-        metrics.update(cloud_metrics)
-        details["stage2/cloud_spectrum"] = spectrum
-        details["stage2/cloud_weights"] = [float(w) for w in weights]
-        details["stage2/search_eigenvalues"] = _spectrum_rows(self.eigenvalues)
-        return metrics
+        return Refit(target, positive, weights, inv_temp, self.eigenvalues, stack(cloud)[0])
 
     # -- centre caches ----------------------------------------------------------------------
-    def _centre_probe(self, evaluate: _Counted) -> Scores:
+    def _centre_probe(self, evaluate: CountedEvaluate) -> Scores:
         if self.centre_probe is None:
             self.centre_probe = evaluate(Direction.zero(), "probe")
         return self.centre_probe
 
-    def _centre_support(self, evaluate: _Counted) -> Scores:
+    def _centre_support(self, evaluate: CountedEvaluate) -> Scores:
         if self.centre_support is None:
             self.centre_support = evaluate(Direction.zero(), "support")
         return self.centre_support
 
-    def _centre_metrics(self) -> dict[str, float]:
+    def _centre_probe_acc(self) -> float | None:
         """The centre's probe accuracy after the round, where known (read from the cache, never evaluated)."""
-        return {} if self.centre_probe is None else {"corp/centre_probe_acc": self.centre_probe.accuracy}
+        return None if self.centre_probe is None else self.centre_probe.accuracy
 
     def _moved(self, probe: Scores) -> None:
         """The centre moved to a candidate whose probe scores we already have."""
@@ -548,50 +392,6 @@ class CorpOperator(Operator):
         self.eigenvalues = np.asarray(state["eigenvalues"], dtype=np.float64)
         self.centre_probe = _scores_from_json(state["centre_probe"])
         self.centre_support = _scores_from_json(state["centre_support"])
-
-
-def _best(candidates: list[_Candidate], results: list[Scores]) -> int:
-    """Best probe accuracy; ties: higher probe reward, then the shorter step, then grid order."""
-    return min(
-        range(len(candidates)),
-        key=lambda i: (-results[i].accuracy, -results[i].mean_reward, candidates[i].direction.norm(), i),
-    )
-
-
-def _cloud_observations(prefix: str, matrix: np.ndarray, weights: np.ndarray) -> tuple[dict[str, float], list]:
-    """(effective rank and kappa as metrics, the eigen-spectrum as rows) of a weighted cloud, one SVD."""
-    if len(matrix) <= 1:
-        return {}, []
-    eig = cloud_spectrum(matrix, weights)
-    stats = cloud_stats(matrix, weights, eig)
-    if stats is None:
-        return {}, []
-    return {f"{prefix}/eff_rank": stats[0], f"{prefix}/kappa": stats[1]}, _spectrum_rows(eig)
-
-
-def _spectrum_rows(eigenvalues: np.ndarray) -> list[dict[str, float]]:
-    """Eigenvalues as table rows: 1-based component, value, share of the total."""
-    total = float(np.sum(eigenvalues))
-    return [
-        {"component": i + 1, "eigenvalue": float(e), "share": float(e) / total if total > 0 else 0.0}
-        for i, e in enumerate(eigenvalues)
-    ]
-
-
-def _elite_rows(m: Merge, scores: np.ndarray, sigmas: np.ndarray) -> list[dict[str, float]]:
-    """One row per elite member of a merge: its score and the two passes' weights."""
-    return [
-        {
-            "member": int(i),
-            "score": float(scores[i]),
-            "sigma": float(sigmas[i]),
-            "first_pass_weight": float(w1),
-            "weight": float(w2),
-            "alignment": float(a),
-            "dispersion": float(d),
-        }
-        for i, w1, w2, a, d in zip(m.elite, m.first_pass, m.weights, m.alignment, m.dispersion, strict=True)
-    ]
 
 
 def _scores_to_json(scores: Scores | None) -> dict | None:

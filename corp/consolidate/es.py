@@ -20,6 +20,7 @@ from corp.consolidate.base import (
     Operator,
     Population,
     PopulationScores,
+    ReportRow,
     Update,
     isotropic_population,
 )
@@ -56,6 +57,16 @@ def es_step(seeds: np.ndarray, mean_rewards: np.ndarray, lr: float) -> Direction
 
 class ESOperator(Operator):
     name = "es"
+    display_name = "ES"
+
+    @classmethod
+    def report_rows(cls, results: dict[str, Any], config: dict[str, str]) -> list[ReportRow]:
+        """One row, labelled with the members per round and the rounds."""
+        n = config.get("consolidation.population_size", "null")
+        if n == "null":
+            n = config.get("perturbation.population_size", "?")
+        label = f"{cls.display_name} (N={n} x {config.get('consolidation.rounds', '?')} rounds)"
+        return [ReportRow(label, results["test"]["final"])]
 
     def __init__(self, cfg: ESConfig, population_size: int, seed: int) -> None:
         self.cfg, self.seed = cfg, int(seed)

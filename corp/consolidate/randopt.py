@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 
 from corp.consolidate.base import (
+    ENSEMBLE,
+    REFERENCE,
     ConsolidationConfig,
     Ensemble,
     Evaluate,
     Operator,
     Population,
     PopulationScores,
+    ReportRow,
     Update,
     isotropic_population,
     rank_members,
@@ -47,6 +50,18 @@ class RandOptConfig(ConsolidationConfig):
 
 class RandOptOperator(Operator):
     name = "randopt"
+    display_name = "RandOpt"
+
+    @classmethod
+    def report_rows(cls, results: dict[str, Any], config: dict[str, str]) -> list[ReportRow]:
+        """The top-1 model, and one row per vote size K (K forward passes per test example)."""
+        n = results.get("budget", {}).get("members_scored", config.get("perturbation.population_size", "?"))
+        test = results["test"]
+        rows = [ReportRow(f"{cls.display_name} top-1 (N={n})", test["final"], sort=(n,), role=REFERENCE)]
+        for k, acc in test.get("vote", {}).items():
+            label = f"{cls.display_name} vote K={k} (N={n})"
+            rows.append(ReportRow(label, acc, passes=int(k), block=1, sort=(n, int(k)), role=ENSEMBLE))
+        return rows
 
     def __init__(self, cfg: RandOptConfig, population_size: int, sigmas: list[float], seed: int) -> None:
         self.cfg = cfg

@@ -51,6 +51,7 @@ def soup_direction(members: list[Direction]) -> Direction:
 
 class SoupOperator(Operator):
     name = "soup"
+    display_name = "Soup"
 
     def __init__(self, cfg: SoupConfig, population_size: int, sigmas: list[float], seed: int) -> None:
         if cfg.top_k > population_size:

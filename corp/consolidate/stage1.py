@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
 
 # A spread smaller than this fraction of the largest |value| is rounding noise, not signal:
@@ -147,3 +148,53 @@ def cloud_stats(matrix: np.ndarray, weights: np.ndarray, eig: np.ndarray) -> tup
         return None
     p = eig[eig > 0] / trace
     return float(np.exp(-np.sum(p * np.log(p)))), float(mean @ mean) / trace
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A merged direction scaled to one grid point: what stage 1 probes and stage 2 proposes."""
+
+    direction: Direction
+    merge: Merge
+    scale: float  # s (stage 1) or eta * g (stage 2), in the scale_unit
+    grid: float  # s (stage 1) or g (stage 2): the grid value that produced it
+
+
+def candidate_grid(
+    matrix: np.ndarray,
+    basis: np.ndarray,
+    scores: np.ndarray,
+    quantiles: list[float],
+    betas: list[float],
+    scale_unit: str,
+    eta: float,
+    grid: list[float],
+) -> tuple[list[Candidate], int]:
+    """Merged directions for every (q, beta, grid value), in grid order, and how many duplicates were dropped."""
+    candidates: list[Candidate] = []
+    seen: set[Direction] = set()
+    duplicates = 0
+    for q in quantiles:
+        for beta in betas:
+            m = merge(matrix, basis, scores, q, beta)
+            unit = step_unit(m, scale_unit)
+            if unit is None:
+                continue
+            for g in grid:
+                direction = m.direction * (eta * g * unit)
+                if direction in seen:
+                    duplicates += 1
+                    continue
+                seen.add(direction)
+                candidates.append(Candidate(direction, m, eta * g, g))
+    if not candidates:
+        raise RuntimeError("every merged direction vanished: the population has no usable members")
+    return candidates, duplicates
+
+
+def best_on_probe(candidates: list[Candidate], results: list[Scores]) -> int:
+    """Best probe accuracy; ties: higher probe reward, then the shorter step, then grid order."""
+    return min(
+        range(len(candidates)),
+        key=lambda i: (-results[i].accuracy, -results[i].mean_reward, candidates[i].direction.norm(), i),
+    )

@@ -1,6 +1,8 @@
-"""CoRP stage 2 building blocks: split halves, local members, scores, gate statistics.
+"""CoRP stage 2 building blocks: split halves, local members, scores, gate statistics, and the
+round's selection, gate and line search.
 
-Pure functions; ``corp.consolidate.corp.CorpOperator`` strings them into gated rounds.
+``corp.consolidate.corp.CorpOperator`` keeps the state between rounds and strings these into
+gated rounds. Only ``select_and_gate`` and ``line_search`` call ``evaluate``; the rest is numpy.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corp.consolidate.base import Population, member_seed
-from corp.consolidate.stage1 import softmax
+from corp.consolidate.base import Evaluate, Population, Scores, member_seed
+from corp.consolidate.records import LineSearch, Selection
+from corp.consolidate.stage1 import Candidate, softmax
 from corp.perturb.direction import Direction, weighted_svd
 
 LAMBDA_MIN, LAMBDA_MAX = 0.15, 0.95  # clip range of lambda's target (docs/method.md §4.3)
@@ -158,3 +161,47 @@ def next_lambda(lam: float, share_positive: float) -> float:
     """Halfway toward clip(0.15 + 0.8 (1 - share), 0.15, 0.95): few improving members -> more isotropy."""
     target = min(max(LAMBDA_MIN + 0.8 * (1.0 - share_positive), LAMBDA_MIN), LAMBDA_MAX)
     return 0.5 * (lam + target)
+
+
+def select_and_gate(
+    proposals: list[Candidate],
+    centre: Scores,
+    selection: np.ndarray,
+    gate: np.ndarray,
+    lambda_reg: float,
+    gate_z: float,
+    evaluate: Evaluate,
+) -> Selection:
+    """Score every proposal on the selection half, keep the best, and test it on the gate half.
+
+    Best: the highest constructive score; ties go to the larger mean reward gain, then the
+    shorter step, then grid order. ``centre`` holds the centre's scores on the whole support.
+    """
+    c_sel, c_gate = centre.correct[selection], centre.correct[gate]
+    sel = [evaluate(p.direction, "support", selection) for p in proposals]
+    scores = [float(constructive_scores(c_sel, s.correct, lambda_reg)) for s in sel]
+    r_sel = centre.rewards[selection]
+    gains = [float(np.mean(s.rewards - r_sel)) for s in sel]
+    best = min(
+        range(len(proposals)),
+        key=lambda i: (-scores[i], -gains[i], proposals[i].direction.norm(), i),
+    )
+    gated = evaluate(proposals[best].direction, "support", gate)
+    gate_score = float(constructive_scores(c_gate, gated.correct, lambda_reg))
+    gate_mean, gate_lcb = paired_lcb(c_gate, gated.correct, gate_z)
+    return Selection(scores, gains, best, gate_score, gate_mean, gate_lcb)
+
+
+def line_search(
+    direction: Direction, centre: Scores, alphas: list[float], gate_z: float, evaluate: Evaluate
+) -> LineSearch:
+    """``direction`` scaled by each alpha on probe; the pick has the best accuracy (ties: the higher
+    bound, then alpha closest to 1, then the smaller), accepted when its bound is > 0 and it is no worse."""
+    tries = [evaluate(direction * alpha, "probe") for alpha in alphas]
+    bounds = [paired_lcb(centre.correct, res.correct, gate_z)[1] for res in tries]
+    pick = min(
+        range(len(tries)),
+        key=lambda i: (-tries[i].accuracy, -bounds[i], abs(math.log(alphas[i])), alphas[i]),
+    )
+    accepted = bounds[pick] > 0 and tries[pick].accuracy >= centre.accuracy
+    return LineSearch(list(alphas), tries, bounds, pick, centre, accepted)

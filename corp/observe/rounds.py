@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +44,36 @@ def reward_by_sigma(sigmas: np.ndarray, rewards: np.ndarray) -> list[dict[str, f
     return rows
 
 
+@dataclass(frozen=True)
+class PopulationEntry:
+    """A scored population as a round's line holds it (``"population"``): who was drawn, at which
+    scale, how each did. The plots read it back with ``read``."""
+
+    split: str
+    size: int
+    seeds: list[int]
+    sigmas: list[float]
+    mean_rewards: list[float]
+    accuracy: list[float]
+    reward_by_sigma: list[dict[str, float]]
+
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> PopulationEntry:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
 def population_entry(pop: Population, scores: PopulationScores) -> dict[str, Any]:
-    """The scored population as plain lists: who was drawn, at which scale, how each did."""
-    return {
-        "split": pop.split,
-        "size": len(pop),
-        "seeds": [int(s) for s in pop.seeds],
-        "sigmas": [float(s) for s in pop.sigmas],
-        "mean_rewards": [float(r) for r in scores.mean_rewards],
-        "accuracy": [float(a) for a in scores.correct.mean(axis=1)],
-        "reward_by_sigma": reward_by_sigma(np.asarray(pop.sigmas), scores.mean_rewards),
-    }
+    """The scored population as plain lists (a ``PopulationEntry``)."""
+    entry = PopulationEntry(
+        split=pop.split,
+        size=len(pop),
+        seeds=[int(s) for s in pop.seeds],
+        sigmas=[float(s) for s in pop.sigmas],
+        mean_rewards=[float(r) for r in scores.mean_rewards],
+        accuracy=[float(a) for a in scores.correct.mean(axis=1)],
+        reward_by_sigma=reward_by_sigma(np.asarray(pop.sigmas), scores.mean_rewards),
+    )
+    return asdict(entry)
 
 
 class RoundsFile:

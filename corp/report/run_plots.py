@@ -19,28 +19,29 @@ from typing import Any
 
 import numpy as np
 
-from corp.observe.rounds import read_rounds
+from corp.consolidate.observations import CENTRE_PROBE_ACC, EliteRow, SpectrumRow, Stage1Keys, Stage2Keys
+from corp.observe.rounds import PopulationEntry, read_rounds
 from corp.report import plots
 
 log = logging.getLogger(__name__)
 
 
 def _population_plots(rounds: list[dict], results: dict, folder: Path) -> list[Path]:
-    scored = [r for r in rounds if r.get("population")]
+    scored = [(r["round"], PopulationEntry.read(r["population"])) for r in rounds if r.get("population")]
     if not scored:
         return []
-    first = scored[0]["population"]
-    split, rewards, sigmas = first["split"], np.asarray(first["mean_rewards"]), np.asarray(first["sigmas"])
+    first = scored[0][1]
+    split, rewards, sigmas = first.split, np.asarray(first.mean_rewards), np.asarray(first.sigmas)
     base, final = results[split]["base_reward"], results[split]["final_reward"]
     out = [
         plots.population_rewards(rewards, sigmas, base, final, folder / "population_rewards.png", split=split),
         plots.reward_vs_sigma(sigmas, rewards, base, folder / "reward_vs_sigma.png", split=split),
     ]
     if len(scored) > 1:
-        pops = [np.asarray(r["population"]["mean_rewards"]) for r in scored]
+        pops = [np.asarray(p.mean_rewards) for _, p in scored]
         out.append(
             plots.population_by_round(
-                [r["round"] for r in scored],
+                [i for i, _ in scored],
                 [float(p.mean()) for p in pops],
                 [float(p.std()) for p in pops],
                 [float(p.min()) for p in pops],
@@ -52,20 +53,21 @@ def _population_plots(rounds: list[dict], results: dict, folder: Path) -> list[P
 
 
 def _elite_plot(rounds: list[dict], folder: Path) -> list[Path]:
-    stage1 = next((r for r in rounds if "stage1/elite_members" in r.get("details", {})), None)
+    stage1 = next((r for r in rounds if Stage1Keys.ELITE_MEMBERS in r.get("details", {})), None)
     if stage1 is None:
         return []
-    rows, m = stage1["details"]["stage1/elite_members"], stage1["metrics"]
+    rows = [EliteRow.read(r) for r in stage1["details"][Stage1Keys.ELITE_MEMBERS]]
+    m = stage1["metrics"]
     title = (
         f"Stage-1 elite weights: {len(rows)} members "
-        f"(q={m['stage1/best_q']:g}, β={m['stage1/best_beta']:g}, ESS {m['stage1/ess']:.1f})"
+        f"(q={m[Stage1Keys.BEST_Q]:g}, β={m[Stage1Keys.BEST_BETA]:g}, ESS {m[Stage1Keys.ESS]:.1f})"
     )
     return [
         plots.elite_weights(
-            np.array([r["score"] for r in rows]),
-            np.array([r["first_pass_weight"] for r in rows]),
-            np.array([r["weight"] for r in rows]),
-            np.array([r["member"] for r in rows]),
+            np.array([r.score for r in rows]),
+            np.array([r.first_pass_weight for r in rows]),
+            np.array([r.weight for r in rows]),
+            np.array([r.member for r in rows]),
             title,
             folder / "elite_weights.png",
         )
@@ -75,13 +77,13 @@ def _elite_plot(rounds: list[dict], folder: Path) -> list[Path]:
 def _spectrum_plot(rounds: list[dict], folder: Path) -> list[Path]:
     spectra = []
     for r in rounds:
-        for stage, key, what in (("stage1", "stage1/elite_spectrum", "stage-1 elite"),
-                                 ("stage2", "stage2/cloud_spectrum", "stage-2 positive members")):  # fmt: skip
-            rows = r.get("details", {}).get(key)
+        for keys, what in ((Stage1Keys, "stage-1 elite"), (Stage2Keys, "stage-2 positive members")):
+            rows = r.get("details", {}).get(keys.SPECTRUM)
             if rows:
                 m = r["metrics"]
-                stats = f"eff. rank {m.get(f'{stage}/eff_rank', float('nan')):.2f}, κ {m.get(f'{stage}/kappa', float('nan')):.3g}"
-                spectra.append((f"round {r['round']}, {what} ({stats})", np.array([x["share"] for x in rows])))
+                stats = f"eff. rank {m.get(keys.EFF_RANK, float('nan')):.2f}, κ {m.get(keys.KAPPA, float('nan')):.3g}"
+                shares = np.array([SpectrumRow.read(x).share for x in rows])
+                spectra.append((f"round {r['round']}, {what} ({stats})", shares))
     return [plots.eigen_spectra(spectra, folder / "elite_spectrum.png")] if spectra else []
 
 
@@ -91,20 +93,21 @@ def trajectory_points(rounds: list[dict]) -> list[dict[str, Any]]:
     centre = None
     for r in rounds:
         m = r["metrics"]
-        if "stage1/probe_acc" in m:
-            outcome = "accepted" if m["stage1/committed"] else "rejected"
-            points.append({"round": r["round"], "stage": "stage 1", "centre": m["stage1/centre_probe_acc"],
-                           "candidate": m["stage1/probe_acc"], "outcome": outcome})  # fmt: skip
-        elif "stage2/gated" in m:
-            if not m["stage2/gated"]:
+        if Stage1Keys.PROBE_ACC in m:
+            outcome = "accepted" if m[Stage1Keys.COMMITTED] else "rejected"
+            points.append({"round": r["round"], "stage": "stage 1", "centre": m[Stage1Keys.CENTRE_PROBE_ACC],
+                           "candidate": m[Stage1Keys.PROBE_ACC], "outcome": outcome})  # fmt: skip
+        elif Stage2Keys.GATED in m:
+            if not m[Stage2Keys.GATED]:
                 outcome, candidate = "gate", None
             else:
-                outcome, candidate = ("accepted" if m["stage2/accepted"] else "rejected"), m["stage2/probe_acc"]
-            points.append({"round": r["round"], "stage": f"stage 2 #{int(m['stage2/round']) + 1}", "centre": centre,
+                outcome = "accepted" if m[Stage2Keys.ACCEPTED] else "rejected"
+                candidate = m[Stage2Keys.PROBE_ACC]
+            points.append({"round": r["round"], "stage": f"stage 2 #{int(m[Stage2Keys.ROUND]) + 1}", "centre": centre,
                            "candidate": candidate, "outcome": outcome})  # fmt: skip
         else:
             continue
-        centre = m.get("corp/centre_probe_acc", centre)
+        centre = m.get(CENTRE_PROBE_ACC, centre)
     return points
 
 

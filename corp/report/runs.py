@@ -1,0 +1,65 @@
+"""Finished runs below a folder: each ``results.json`` with its run's flattened config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MISSING = "–"  # a key this run's config does not have (e.g. another method's option)
+
+
+@dataclass
+class Run:
+    dir: Path
+    results: dict[str, Any]
+    config: dict[str, str]  # flattened config, values as JSON text
+
+    @property
+    def method(self) -> str:
+        """``consolidation.name`` (a registry key), or the run's mode for runs without one (``eval``)."""
+        return self.results.get("method") or self.results.get("mode", "?")
+
+    @property
+    def is_eval(self) -> bool:
+        """A run that evaluated a saved direction (``mode=eval``) instead of training."""
+        return self.results.get("mode") == "eval"
+
+    @property
+    def task(self) -> str:
+        return self.results.get("task") or self.config.get("task.name", "?")
+
+    def value(self, key: str) -> str:
+        return self.config.get(key, MISSING)
+
+
+def load_runs(folder: Path) -> tuple[list[Run], list[Path]]:
+    """Finished runs below ``folder``, and the run folders without results.json (unfinished)."""
+    runs = []
+    for res_file in sorted(folder.rglob("results.json")):
+        cfg_file = res_file.with_name("config.json")
+        config = _flatten(json.loads(cfg_file.read_text())) if cfg_file.exists() else {}
+        runs.append(Run(res_file.parent, json.loads(res_file.read_text()), config))
+    unfinished = [f.parent for f in sorted(folder.rglob("config.json"))
+                  if not (f.parent / "results.json").exists() and _is_run_config(f)]  # fmt: skip
+    return runs, unfinished
+
+
+def _is_run_config(path: Path) -> bool:
+    """A corp run's resolved config (not, e.g., the config.json of an exported model)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("consolidation"), dict) and isinstance(data.get("task"), dict)
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if isinstance(v, str) else json.dumps(v)
+    return out
