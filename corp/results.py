@@ -21,10 +21,15 @@ class SplitResult:
 
     base: float  # accuracy
     final: float
-    base_reward: float  # mean reward
-    final_reward: float
+    base_reward: float | None  # mean reward
+    final_reward: float | None
     n: int  # examples
     vote: dict[str, float] | None = None  # test, with an operator's ensemble: accuracy of the top-k vote per k
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SplitResult:
+        """Files from before rewards were recorded hold accuracies only: their rewards read as None."""
+        return cls(d["base"], d["final"], d.get("base_reward"), d.get("final_reward"), d.get("n", 0), d.get("vote"))
 
     @classmethod
     def of(cls, base: Scores, final: Scores) -> SplitResult:
@@ -73,7 +78,7 @@ class Results:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Results:
         mode = data.get("mode", "train")  # train runs did not record their mode before
-        splits = {s: SplitResult(**data[s]) for s in SPLITS if isinstance(data.get(s), dict)}
+        splits = {s: SplitResult.from_json(data[s]) for s in SPLITS if isinstance(data.get(s), dict)}
         return cls(
             mode=mode, task=data.get("task", "?"), model=data.get("model", "?"), dtype=data.get("dtype", "?"),
             splits=splits, seconds=float(data.get("seconds", 0.0)), throughput=data.get("throughput") or {},

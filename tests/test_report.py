@@ -211,15 +211,15 @@ def test_the_report_takes_each_methods_rows_from_the_operator_registry(tmp_path,
 
         @classmethod
         def report_rows(cls, results, config):
-            test = results["test"]
-            return [ReportRow("Halves early", test["early"], sort=(1,)), ReportRow("Halves late", test["final"])]
+            early = results.rounds[0]["early"]  # whatever the method recorded in its run
+            return [ReportRow("Halves early", early, sort=(1,)), ReportRow("Halves late", results.splits["test"].final)]
 
     registry = {"halves": Registered(SoupConfig, lambda cfg: None, Halves), **OPERATORS}  # listed first
     monkeypatch.setattr("corp.report.table.OPERATORS", registry)
     fake_run(tmp_path / "r", "randopt", final=0.28, votes={"1": 0.28, "3": 0.31})
     folder = fake_run(tmp_path / "h", "soup", final=0.4)
     results = json.loads((folder / "results.json").read_text())
-    results["method"], results["test"]["early"] = "halves", 0.35
+    results["method"], results["rounds"] = "halves", [{"round": 0, "early": 0.35}]
     (folder / "results.json").write_text(json.dumps(results))
     table = build_table(load_runs(tmp_path)[0])
     assert [r.label for r in table.rows] == [
@@ -239,7 +239,10 @@ def test_the_report_takes_each_methods_rows_from_the_operator_registry(tmp_path,
 def test_every_registered_operator_names_its_report_rows():
     from corp.consolidate import OPERATORS
 
-    results = {"test": {"final": 0.5, "vote": {"1": 0.5, "5": 0.6}}, "budget": {"members_scored": 40}}
+    from corp.results import Results
+
+    test = {"base": 0.4, "final": 0.5, "n": 8, "vote": {"1": 0.5, "5": 0.6}}
+    results = Results.from_json({"test": test, "budget": {"members_scored": 40}})
     config = {"perturbation.population_size": "8", "consolidation.rounds": "3", "consolidation.population_size": "null"}
     for name, registered in OPERATORS.items():
         op = registered.operator

@@ -12,11 +12,14 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from corp.perturb.direction import Direction
+
+if TYPE_CHECKING:  # the report's type; results.py imports this module
+    from corp.results import Results
 
 
 @dataclass
@@ -135,9 +138,9 @@ REFERENCE = "reference"  # a single model: "<compared method> vs <this row>"
 ENSEMBLE = "ensemble"  # several models voting: the share of its gain over the base a compared method recovers
 
 
-def report_row(name: str, results: dict[str, Any], config: dict[str, str]) -> ReportRow:
+def report_row(name: str, results: Results, config: dict[str, str]) -> ReportRow:
     """The one row most methods add: their final model, labelled with the population size."""
-    return ReportRow(f"{name} (N={config.get('perturbation.population_size', '?')})", results["test"]["final"])
+    return ReportRow(f"{name} (N={config.get('perturbation.population_size', '?')})", results.splits["test"].final)
 
 
 class Operator(ABC):
@@ -148,7 +151,7 @@ class Operator(ABC):
     compared: bool = False  # reports set this method's rows against the base and the REFERENCE/ENSEMBLE rows
 
     @classmethod
-    def report_rows(cls, results: dict[str, Any], config: dict[str, str]) -> list[ReportRow]:
+    def report_rows(cls, results: Results, config: dict[str, str]) -> list[ReportRow]:
         """The rows one finished run adds to a sweep report, from its ``results.json`` and its
         flattened config (dotted keys, values as JSON text)."""
         return [report_row(cls.display_name or cls.name, results, config)]

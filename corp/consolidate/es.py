@@ -10,7 +10,7 @@ rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from corp.consolidate.base import (
 from corp.consolidate.checks import at_least, positive
 from corp.consolidate.stage1 import zscore
 from corp.perturb.direction import Direction
+
+if TYPE_CHECKING:  # the report's type; results.py imports this module
+    from corp.results import Results
 
 
 @dataclass
@@ -60,13 +63,13 @@ class ESOperator(Operator):
     display_name = "ES"
 
     @classmethod
-    def report_rows(cls, results: dict[str, Any], config: dict[str, str]) -> list[ReportRow]:
+    def report_rows(cls, results: Results, config: dict[str, str]) -> list[ReportRow]:
         """One row, labelled with the members per round and the rounds."""
         n = config.get("consolidation.population_size", "null")
         if n == "null":
             n = config.get("perturbation.population_size", "?")
         label = f"{cls.display_name} (N={n} x {config.get('consolidation.rounds', '?')} rounds)"
-        return [ReportRow(label, results["test"]["final"])]
+        return [ReportRow(label, results.splits["test"].final)]
 
     def __init__(self, cfg: ESConfig, population_size: int, seed: int) -> None:
         self.cfg, self.seed = cfg, int(seed)

@@ -8,7 +8,7 @@ per example; the run reports it for every K in ``vote_ks``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from corp.consolidate.base import (
     rank_members,
 )
 from corp.consolidate.checks import at_least, fail
+
+if TYPE_CHECKING:  # the report's type; results.py imports this module
+    from corp.results import Results
 
 
 @dataclass
@@ -53,12 +56,12 @@ class RandOptOperator(Operator):
     display_name = "RandOpt"
 
     @classmethod
-    def report_rows(cls, results: dict[str, Any], config: dict[str, str]) -> list[ReportRow]:
+    def report_rows(cls, results: Results, config: dict[str, str]) -> list[ReportRow]:
         """The top-1 model, and one row per vote size K (K forward passes per test example)."""
-        n = results.get("budget", {}).get("members_scored", config.get("perturbation.population_size", "?"))
-        test = results["test"]
-        rows = [ReportRow(f"{cls.display_name} top-1 (N={n})", test["final"], sort=(n,), role=REFERENCE)]
-        for k, acc in test.get("vote", {}).items():
+        n = results.budget.get("members_scored", config.get("perturbation.population_size", "?"))
+        test = results.splits["test"]
+        rows = [ReportRow(f"{cls.display_name} top-1 (N={n})", test.final, sort=(n,), role=REFERENCE)]
+        for k, acc in (test.vote or {}).items():
             label = f"{cls.display_name} vote K={k} (N={n})"
             rows.append(ReportRow(label, acc, passes=int(k), block=1, sort=(n, int(k)), role=ENSEMBLE))
         return rows

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from corp.results import Results
 
 MISSING = "–"  # a key this run's config does not have (e.g. another method's option)
 
@@ -13,22 +14,22 @@ MISSING = "–"  # a key this run's config does not have (e.g. another method's 
 @dataclass
 class Run:
     dir: Path
-    results: dict[str, Any]
+    results: Results
     config: dict[str, str]  # flattened config, values as JSON text
 
     @property
     def method(self) -> str:
         """``consolidation.name`` (a registry key), or the run's mode for runs without one (``eval``)."""
-        return self.results.get("method") or self.results.get("mode", "?")
+        return self.results.label
 
     @property
     def is_eval(self) -> bool:
         """A run that evaluated a saved direction (``mode=eval``) instead of training."""
-        return self.results.get("mode") == "eval"
+        return self.results.mode == "eval"
 
     @property
     def task(self) -> str:
-        return self.results.get("task") or self.config.get("task.name", "?")
+        return self.results.task
 
     def value(self, key: str) -> str:
         return self.config.get(key, MISSING)
@@ -40,7 +41,7 @@ def load_runs(folder: Path) -> tuple[list[Run], list[Path]]:
     for res_file in sorted(folder.rglob("results.json")):
         cfg_file = res_file.with_name("config.json")
         config = _flatten(json.loads(cfg_file.read_text())) if cfg_file.exists() else {}
-        runs.append(Run(res_file.parent, json.loads(res_file.read_text()), config))
+        runs.append(Run(res_file.parent, Results.load(res_file), config))
     unfinished = [f.parent for f in sorted(folder.rglob("config.json"))
                   if not (f.parent / "results.json").exists() and _is_run_config(f)]  # fmt: skip
     return runs, unfinished

@@ -38,7 +38,7 @@ def report(folder: Path, out_dir: Path | None = None, by: list[str] | None = Non
     table = build_table(runs, by)
     out_dir = out_dir or folder
     png = chart(table, out_dir / "report.png")
-    seconds = sum(r.results.get("seconds", 0.0) for r in runs)
+    seconds = sum(r.results.seconds for r in runs)
     notes = []
     if table.keys:
         notes.append(f"Rows: method x {', '.join(f'`{k}`' for k in table.keys)}.")

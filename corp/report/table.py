@@ -132,15 +132,15 @@ def build_table(runs: list[Run], by: list[str] | None = None) -> Table:
         res = run.results
         setting = tuple(run.value(k) for k in keys)
         base_setting = tuple(v if k.startswith(_BASE_PREFIXES) else NOT_APPLICABLE for k, v in zip(keys, setting))
-        test = res["test"]
-        data_key = (run.task, test["n"], run.value("task.data_seed"), res.get("model"), base_setting)
+        test = res.splits["test"]
+        data_key = (run.task, test.n, run.value("task.data_seed"), res.model, base_setting)
         if data_key not in base_seen:  # the base is the same model in every run of a task: count it once
             base_seen.add(data_key)
-            row("base", base_setting, (0, 0)).accuracy[run.task].append(test["base"])
-        budget = res.get("budget", {})
+            row("base", base_setting, (0, 0)).accuracy[run.task].append(test.base)
+        budget = res.budget
         if run.is_eval:
-            name = f"evaluated {Path(str(res.get('evaluated', '?'))).name}"
-            _add(row(name, setting, (len(methods) + 2, 0), (name,)), run.task, test["final"], budget)
+            name = f"evaluated {Path(str(res.evaluated)).name}"
+            _add(row(name, setting, (len(methods) + 2, 0), (name,)), run.task, test.final, budget)
             continue
         registered = OPERATORS.get(run.method)
         if registered is None:  # an operator this checkout does not know: one plain row, after the known ones
