@@ -238,7 +238,6 @@ def test_the_report_takes_each_methods_rows_from_the_operator_registry(tmp_path,
 
 def test_every_registered_operator_names_its_report_rows():
     from corp.consolidate import OPERATORS
-
     from corp.results import Results
 
     test = {"base": 0.4, "final": 0.5, "n": 8, "vote": {"1": 0.5, "5": 0.6}}
