@@ -49,8 +49,16 @@ class Stage2Keys:
     SPECTRUM = "stage2/cloud_spectrum"  # rows: SpectrumRow
 
 
+class _TableRow:
+    """A row of a details table, read back from rounds.jsonl by its field names."""
+
+    @classmethod
+    def read(cls, row: dict[str, Any]):
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
 @dataclass(frozen=True)
-class EliteRow:
+class EliteRow(_TableRow):
     """One elite member of a merge: its score and the two passes' weights."""
 
     member: int
@@ -61,22 +69,14 @@ class EliteRow:
     alignment: float
     dispersion: float
 
-    @classmethod
-    def read(cls, row: dict[str, Any]) -> EliteRow:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
-
 
 @dataclass(frozen=True)
-class SpectrumRow:
+class SpectrumRow(_TableRow):
     """One eigenvalue of a cloud or search distribution: 1-based component, value, share of the total."""
 
     component: int
     eigenvalue: float
     share: float
-
-    @classmethod
-    def read(cls, row: dict[str, Any]) -> SpectrumRow:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
 def stage1_observations(rec: Stage1Record) -> tuple[dict[str, Any], dict[str, Any]]:
