@@ -427,3 +427,60 @@ def test_every_name_the_plots_read_is_written_by_a_round():
     points = trajectory_points(rounds)
     assert [p["stage"] for p in points] == ["stage 1"] + [f"stage 2 #{k + 1}" for k in range(len(updates) - 1)]
     assert [p["outcome"] == "accepted" for p in points[1:]] == [bool(u.metrics["stage2/accepted"]) for u in updates[1:]]
+
+
+# -- the published stage-2 semantics, as options ----------------------------------------------------
+
+
+def test_gate_filter_keeps_the_best_proposal_that_passes_the_gate():
+    from corp.consolidate.stage1 import Candidate
+    from corp.consolidate.stage2 import select_and_gate
+
+    sel_half, gate_half = np.arange(0, 8), np.arange(8, 16)
+    centre = Scores(np.zeros(16), np.zeros(16, dtype=bool))
+    props = [Candidate(Direction.from_seed(s, 0.1), None, 1.0, 1.0) for s in (1, 2, 3)]
+    # proposal 0 wins on selection but regresses nothing and fixes nothing on the gate half;
+    # proposal 1 is second on selection and fixes 3 of 8 gate examples; proposal 2 fixes nothing anywhere
+    outcome = {1: ([1, 1, 1, 1, 0, 0, 0, 0], [0] * 8), 2: ([1, 1, 0, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0, 0, 0]),
+               3: ([0] * 8, [0] * 8)}  # fmt: skip
+    calls = []
+
+    def evaluate(direction, split, indices=None):
+        calls.append(split)
+        sel, gate = outcome[int(direction.seeds[0])]
+        correct = np.array(sel if indices is sel_half else gate, dtype=bool)
+        return Scores(correct.astype(float), correct)
+
+    best = select_and_gate(props, centre, sel_half, gate_half, 2.0, 1.0, evaluate)
+    assert best.best == 0 and not best.gated and len(calls) == 4 and best.gate_scores is None
+    calls.clear()
+    filtered = select_and_gate(props, centre, sel_half, gate_half, 2.0, 1.0, evaluate, mode="filter")
+    assert filtered.best == 1 and filtered.gated and len(calls) == 6
+    assert filtered.gate_scores == pytest.approx([0.0, 3 / 8, 0.0]) and filtered.gate_lcbs[0] == 0.0
+
+
+def test_local_sigma_and_absolute_steps_follow_the_published_code():
+    fake = Planted()
+    ours = operator(config(stage2_rounds=1), fake)
+    play(ours, fake, rounds=1)  # stage 1 only
+    fake.centre = Direction.zero()
+    paper = operator(config(stage2_rounds=1, local_sigma="sqrt_lambda", stage2_step_unit="absolute"), fake)
+    steps, _ = play(paper, fake, rounds=1)
+    assert paper.sigma == pytest.approx(ours.sigma) and steps[0] is not None
+    assert paper.propose(1).sigmas[0] == pytest.approx(ours.sigma * np.sqrt(paper.lam))
+    assert ours.propose(1).sigmas[0] == pytest.approx(ours.sigma)
+    eta = paper.eta
+    assert eta == pytest.approx(steps[0].norm())  # the committed step's own length
+    pop = paper.propose(1)
+    upd = paper.update(1, pop, fake.score(pop), fake)
+    rows = upd.details["stage2/proposal_scores"]
+    assert {round(r["scale"] / eta, 9) for r in rows} <= {0.5, 1.0, 2.0}
+    sel = [d for d, split, _ in fake.calls if split == "support" and len(d)][-len(rows) :]
+    assert sorted(round(d.norm() / eta, 9) for d in sel) == sorted(round(r["scale"] / eta, 9) for r in rows)
+
+
+def test_corp_paper_uses_the_published_stage2_semantics():
+    paper = OmegaConf.load(CONF / "corp_paper.yaml")
+    assert (paper.gate_mode, paper.local_sigma, paper.stage2_step_unit) == ("filter", "sqrt_lambda", "absolute")
+    with pytest.raises(ValueError, match=r"consolidation.gate_mode=both: must be one of"):
+        CorpConfig(gate_mode="both")

@@ -84,6 +84,17 @@ class CorpConfig(ConsolidationConfig):
     ess_start: float = 16.0  # target effective sample size of the refit, first round ...
     ess_end: float = 4.0  # ... shrinking linearly to this at the last round
     split_seed: int = 0  # seed of the selection/gate split of the support set
+    # Stage-2 semantics where ours and the published code differ (docs/method.md §7):
+    # "best": only the best proposal on the selection half is tried on the gate half;
+    # "filter": every proposal is scored on both halves, and the best by selection among those
+    # passing the gate is kept (published).
+    gate_mode: str = "best"
+    # Local members' scale: "member": sigma, the stage-1 elite's member length (halved per rejection);
+    # "sqrt_lambda": sigma * sqrt(lambda), the isotropic part's scale alone (published).
+    local_sigma: str = "member"
+    # Proposal steps eta * g: "same": in scale_unit (with "member", they shrink as sigma halves);
+    # "absolute": eta is a length in coefficient norm, from the committed stage-1 step (published).
+    stage2_step_unit: str = "same"
 
     def __post_init__(self) -> None:
         for key in ("quantiles", "betas", "scales", "step_grid", "line_search"):
@@ -105,6 +116,9 @@ class CorpConfig(ConsolidationConfig):
                 _fail(key, getattr(self, key), "every value must be > 0")
         _choice("scale_unit", self.scale_unit, ("member", "raw"))
         _choice("stage1_commit", self.stage1_commit, ("if_no_worse", "always"))
+        _choice("gate_mode", self.gate_mode, ("best", "filter"))
+        _choice("local_sigma", self.local_sigma, ("member", "sqrt_lambda"))
+        _choice("stage2_step_unit", self.stage2_step_unit, ("same", "absolute"))
         _at_least("stage2_rounds", self.stage2_rounds, 0)
         _at_least("local_members", self.local_members, 2)
         _at_least("max_accepted", self.max_accepted, 1)
@@ -200,7 +214,7 @@ class CorpOperator(Operator):
                 self.seed,
                 round_idx,
                 self.cfg.local_members,
-                self.sigma,
+                self.sigma * (math.sqrt(self.lam) if self.cfg.local_sigma == "sqrt_lambda" else 1.0),
                 self.lam,
                 self.components,
                 self.eigenvalues,
@@ -227,7 +241,7 @@ class CorpOperator(Operator):
         cfg = self.cfg
         rewards = scores.mean_rewards.astype(np.float64)
         matrix, basis = stack(population.members)
-        candidates, duplicates = self._candidates(matrix, basis, rewards, 1.0, cfg.scales)
+        candidates, duplicates = self._candidates(matrix, basis, rewards, 1.0, cfg.scales, cfg.scale_unit)
         evaluate.prefetch([c.direction for c in candidates])  # all (q, beta) merges share the elite's seeds
         centre = self._centre_probe(evaluate)
         results = [evaluate(c.direction, "probe") for c in candidates]
@@ -239,7 +253,7 @@ class CorpOperator(Operator):
         elite = [population.members[i] for i in m.elite]
         self.components, self.eigenvalues = fit_cloud(elite, m.weights, cfg.rank)
         self.sigma = m.member_norm
-        self.eta = cand.scale
+        self.eta = cand.direction.norm() if cfg.stage2_step_unit == "absolute" else cand.scale
         step = cand.direction if commit else None
         if commit:
             self._moved(res)
@@ -264,10 +278,10 @@ class CorpOperator(Operator):
         return Update(step, metrics, done=self.stage == "done", details=details)
 
     def _candidates(
-        self, matrix: np.ndarray, basis: np.ndarray, scores: np.ndarray, eta: float, grid: list[float]
+        self, matrix: np.ndarray, basis: np.ndarray, scores: np.ndarray, eta: float, grid: list[float], unit: str
     ) -> tuple[list[Candidate], int]:
         cfg = self.cfg
-        return candidate_grid(matrix, basis, scores, cfg.quantiles, cfg.betas, cfg.scale_unit, eta, grid)
+        return candidate_grid(matrix, basis, scores, cfg.quantiles, cfg.betas, unit, eta, grid)
 
     # -- stage 2 ----------------------------------------------------------------------------
     def _stage2(self, population: Population, scores: PopulationScores, evaluate: CountedEvaluate) -> Update:
@@ -276,14 +290,16 @@ class CorpOperator(Operator):
         if scores.correct.shape[1] != len(self.selection):
             raise ValueError(f"stage-2 members must be scored on the {len(self.selection)} selection examples")
         k = self.stage2_round
-        sigma, lam, eta = self.sigma, self.lam, self.eta
+        lam, eta = self.lam, self.eta
         support = self._centre_support(evaluate)
         member_scores = constructive_scores(support.correct[self.selection], scores.correct, cfg.lambda_reg)
 
         matrix, basis = stack(population.members)
-        proposals, duplicates = self._candidates(matrix, basis, member_scores, eta, cfg.step_grid)
+        unit = "absolute" if cfg.stage2_step_unit == "absolute" else cfg.scale_unit
+        proposals, duplicates = self._candidates(matrix, basis, member_scores, eta, cfg.step_grid, unit)
         evaluate.prefetch([p.direction for p in proposals])
-        sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate)
+        sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
+                              cfg.gate_mode)  # fmt: skip
         prop = proposals[sel.best]
         search = None
         if sel.gated:
@@ -312,7 +328,7 @@ class CorpOperator(Operator):
             evaluate.prefetch(self.components, basis=True)
         record = Stage2Record(
             round=k,
-            sigma=sigma,
+            sigma=float(population.sigmas[0]),  # the local members' scale (sigma, or sigma * sqrt(lambda))
             lam=lam,
             eta=eta,
             member_scores=member_scores,

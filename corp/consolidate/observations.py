@@ -168,6 +168,7 @@ def stage2_observations(rec: Stage2Record) -> tuple[dict[str, Any], dict[str, An
                 "selection_score": sel.scores[i],
                 "selection_reward_gain": sel.reward_gains[i],
                 "best": i == sel.best,
+                **({} if sel.gate_scores is None else {"gate_score": sel.gate_scores[i], "gate_lcb": sel.gate_lcbs[i]}),
             }
             for i, p in enumerate(rec.proposals)
         ],

@@ -46,6 +46,8 @@ class Selection:
     gate_score: float  # constructive score of the best proposal on the gate half
     gate_mean: float  # its mean paired accuracy difference to the centre there
     gate_lcb: float  # lower confidence bound of that difference (-inf with < 2 examples)
+    gate_scores: list[float] | None = None  # gate_mode=filter: every proposal's gate score ...
+    gate_lcbs: list[float] | None = None  # ... and bound
 
     @property
     def gated(self) -> bool:

@@ -116,12 +116,13 @@ def step_unit(m: Merge, scale_unit: str) -> float | None:
 
     "member": ||f*d|| equals the w2-weighted mean elite member norm, so s counts member
     lengths whatever the elite size or beta (a spread elite has ||d|| ~ sigma/sqrt(k)).
-    "raw": f = 1, the published convention (s multiplies d itself).
+    "raw": f = 1, the published stage-1 convention (s multiplies d itself).
+    "absolute": ||f*d|| = 1, so s is a length in coefficient norm (published stage-2 steps).
     """
     norm = m.direction.norm()
     if norm == 0.0:
         return None
-    return m.member_norm / norm if scale_unit == "member" else 1.0
+    return {"member": m.member_norm / norm, "raw": 1.0, "absolute": 1.0 / norm}[scale_unit]
 
 
 def cloud_spectrum(matrix: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -171,25 +171,34 @@ def select_and_gate(
     lambda_reg: float,
     gate_z: float,
     evaluate: Evaluate,
+    mode: str = "best",
 ) -> Selection:
-    """Score every proposal on the selection half, keep the best, and test it on the gate half.
+    """Score every proposal on the selection half and pick one for the gate half.
 
     Best: the highest constructive score; ties go to the larger mean reward gain, then the
-    shorter step, then grid order. ``centre`` holds the centre's scores on the whole support.
+    shorter step, then grid order. ``mode="best"`` tries only the best on the gate half;
+    ``mode="filter"`` (published) tries every proposal there and keeps the best among those
+    that pass (the best overall when none does). ``centre`` holds the centre's scores on the
+    whole support.
     """
     c_sel, c_gate = centre.correct[selection], centre.correct[gate]
     sel = [evaluate(p.direction, "support", selection) for p in proposals]
     scores = [float(constructive_scores(c_sel, s.correct, lambda_reg)) for s in sel]
     r_sel = centre.rewards[selection]
     gains = [float(np.mean(s.rewards - r_sel)) for s in sel]
-    best = min(
-        range(len(proposals)),
-        key=lambda i: (-scores[i], -gains[i], proposals[i].direction.norm(), i),
-    )
-    gated = evaluate(proposals[best].direction, "support", gate)
-    gate_score = float(constructive_scores(c_gate, gated.correct, lambda_reg))
-    gate_mean, gate_lcb = paired_lcb(c_gate, gated.correct, gate_z)
-    return Selection(scores, gains, best, gate_score, gate_mean, gate_lcb)
+    order = sorted(range(len(proposals)), key=lambda i: (-scores[i], -gains[i], proposals[i].direction.norm(), i))
+
+    def gate_of(i: int) -> tuple[float, float, float]:
+        res = evaluate(proposals[i].direction, "support", gate)
+        return (float(constructive_scores(c_gate, res.correct, lambda_reg)), *paired_lcb(c_gate, res.correct, gate_z))
+
+    if mode == "filter":
+        gates = [gate_of(i) for i in range(len(proposals))]
+        passing = [i for i in order if gates[i][0] > 0 and gates[i][2] > 0]
+        best = passing[0] if passing else order[0]
+        return Selection(scores, gains, best, *gates[best], gate_scores=[g[0] for g in gates],
+                         gate_lcbs=[g[2] for g in gates])  # fmt: skip
+    return Selection(scores, gains, order[0], *gate_of(order[0]))
 
 
 def line_search(
