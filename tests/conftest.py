@@ -20,6 +20,14 @@ def compose_config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
+@pytest.fixture
+def default_config(tmp_path):
+    """The settings `python train.py` runs: conf/ composed, typed and checked (output under tmp_path)."""
+    from corp.config import validate
+
+    return validate(compose_config([f"output_dir={tmp_path}"]))
+
+
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The embedded SmolLM2 converted to safetensors (done once, then cached)."""

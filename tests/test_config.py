@@ -6,35 +6,58 @@ import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError
 
-from corp.config import to_plain, validate
+from corp.config import Config, PerturbationConfig, TrainerConfig, to_plain, validate
+from corp.consolidate import OPERATORS
+from corp.models.loading import ModelConfig
+from corp.tasks.base import TASKS
 from tests.conftest import ROOT, compose_config
 
-GROUP_OPTIONS = {
-    "model": ["smollm2"],
-    "task": ["arithmetic", "countdown"],
-    "perturbation": ["default", "paper"],
-    "consolidation": ["corp", "corp_paper", "randopt", "randopt_10x", "soup", "es", "es_paper"],
-    "logger": ["wandb", "csv", "none", "tensorboard", "mlflow"],
-    "trainer": ["cpu", "gpu"],
-}
+CONF = ROOT / "conf"
+GROUPS = ("model", "task", "perturbation", "consolidation", "logger", "trainer")
 
 
-@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUP_OPTIONS.items() for o in opts])
-def test_every_group_option_composes_and_validates(group, option):
-    cfg = validate(compose_config([f"{group}={option}", "output_dir=/tmp/x"]))
-    assert getattr(cfg, group) is not None
+def stated(group: str, option: str) -> dict:
+    """The values conf/<group>/<option>.yaml sets, with those of the sibling file it extends."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"), resolve=False)
+    parents = [d for d in raw.pop("defaults", []) if isinstance(d, str) and (CONF / group / f"{d}.yaml").exists()]
+    return {k: v for p in parents for k, v in stated(group, p).items()} | raw
 
 
-def test_required_keys_exist_with_their_names():
-    cfg = compose_config(["output_dir=/tmp/x"])
-    for key in ["seed", "perturbation.population_size", "perturbation.sigmas", "task.support_size",
-                "task.probe_size", "task.test_size"]:  # fmt: skip
-        node = cfg
-        for part in key.split("."):
-            node = node[part]
-        assert node is not None, key
+def schema_class(group: str, node) -> type:
+    if group == "task":
+        return TASKS[node.name].config_class
+    if group == "consolidation":
+        return OPERATORS[node.name][0]
+    return {"model": ModelConfig, "perturbation": PerturbationConfig, "trainer": TrainerConfig}[group]
+
+
+@pytest.mark.parametrize("group,option", [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))])
+def test_every_group_option_composes_to_its_schema_and_its_own_values(group, option):
+    """Each option is its schema's defaults with the file's own values on top, typed and checked."""
+    node = getattr(validate(compose_config([f"{group}={option}", "output_dir=/tmp/x"])), group)
+    values = stated(group, option)
+    if group == "logger":  # name -> the file's entry, whose _target_ is a class that exists
+        assert node == OmegaConf.to_container(OmegaConf.create(values), resolve=True)
+        assert all(isinstance(get_class(entry["_target_"]), type) for entry in node.values())
+        return
+    cls = schema_class(group, node)
+    assert type(node) is cls
+    assert to_plain(node) == to_plain(cls()) | values
+
+
+def test_the_default_run_is_the_schema_defaults(default_config):
+    """`python train.py` runs what the dataclasses say: a test building CorpConfig() or ModelConfig() tests
+    the settings users run. Only output_dir and the logger come from conf/config.yaml."""
+    task = TASKS[default_config.task.name].config_class()
+    operator = OPERATORS[default_config.consolidation.name][0]()
+    expected = Config(task=task, consolidation=operator, output_dir=default_config.output_dir,
+                      logger=default_config.logger)  # fmt: skip
+    assert to_plain(default_config) == to_plain(expected)
+    assert set(default_config.logger) == {"wandb"}
 
 
 def test_overrides_reach_the_typed_config():
