@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import ROOT, TINY_BUDGET
 from tests.test_resilience import EXTRA, task_args  # noqa: F401 - task_args is a fixture
 
+pytestmark = pytest.mark.slow  # each test runs train.py in a subprocess
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
 REWARDS = ROOT / "tests" / "fixtures" / "signal_rewards.py"
 

@@ -42,6 +42,7 @@ def test_tiny_run_writes_every_output(tiny_results):
     assert (out / "csv" / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_the_same_result(tiny_results, tiny_model_dir, tmp_path):
     out, first = tiny_results
     second = tiny_run(tiny_model_dir, tmp_path, [TINY_SIGMAS])
@@ -79,6 +80,7 @@ def embedded_run(tmp_path_factory):
     return run_embedded_cli(tmp_path_factory.mktemp("embedded"))
 
 
+@pytest.mark.slow
 def test_embedded_cli_run_prints_the_table_and_logs_to_wandb_offline(embedded_run):
     out, proc = embedded_run
     res = json.loads((out / "results.json").read_text())
@@ -88,6 +90,7 @@ def test_embedded_cli_run_prints_the_table_and_logs_to_wandb_offline(embedded_ru
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
+@pytest.mark.slow
 def test_exported_embedded_model_reproduces_the_test_accuracy(embedded_run):
     out, _ = embedded_run
     res = json.loads((out / "results.json").read_text())
@@ -117,6 +120,7 @@ def test_model_without_chat_template_is_refused_when_one_is_asked_for(tiny_model
     load_model(ModelConfig(name_or_path=str(tmp_path / "m"), chat_template=False))
 
 
+@pytest.mark.slow
 def test_multirun_sweep_writes_one_folder_per_job(tiny_model_dir, tmp_path):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", f"model.name_or_path={tiny_model_dir}",
