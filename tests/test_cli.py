@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
