@@ -1,6 +1,7 @@
 """Config composition of every group, and bad values stopping the run before any work."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -111,10 +112,10 @@ def test_cli_stops_before_any_work_with_the_key_named(tmp_path):
     assert not out.exists()  # not even hydra's own files are left behind
 
 
-def cli_error(tmp_path, *overrides) -> str:
+def cli_error(tmp_path, *overrides, env: dict | None = None) -> str:
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={out}", *overrides],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, **(env or {})})  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert not out.exists() or (out / "config.json").exists()  # nothing new written
     return proc.stderr.strip().splitlines()[-1]
@@ -146,10 +147,11 @@ def test_bad_inputs_stop_before_any_output_naming_the_key(tmp_path, overrides, e
     assert expected in run_error(tmp_path, *overrides)
 
 
-@pytest.mark.slow  # the hub lookup retries for about a minute without a network
+@pytest.mark.slow
 def test_an_unknown_hub_id_is_refused_naming_the_key(tmp_path):
     hub_id = "no-such-org/no-such-model"
-    assert f"model.name_or_path='{hub_id}'" in cli_error(tmp_path, f"model.name_or_path={hub_id}")
+    offline = {"HF_HUB_OFFLINE": "1"}  # without a network the hub client retries for about a minute first
+    assert f"model.name_or_path='{hub_id}'" in cli_error(tmp_path, f"model.name_or_path={hub_id}", env=offline)
 
 
 def test_corrupt_checkpoint_is_refused_naming_the_file(tmp_path):
