@@ -111,15 +111,6 @@ def test_sigkill_during_stage2_then_rerun_gives_the_same_run(tiny_model_dir, tas
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_folder_holding_another_config(tiny_model_dir, task_args, tmp_path, reference):
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "config.json").write_text((reference / "config.json").read_text())
-    proc = subprocess.run(cli(tiny_model_dir, out, task_args, ["seed=5"]), cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 2 and "changed: seed" in proc.stderr and "resume=never" in proc.stderr
-
-
-@pytest.mark.slow
 def test_two_processes_give_the_same_run_as_one(tiny_model_dir, task_args, tmp_path, reference):
     out = tmp_path / "ddp"
     cmd = cli(tiny_model_dir, out, task_args, ["trainer.devices=2", "trainer.strategy=ddp"])
