@@ -117,14 +117,18 @@ def test_job_folder_names_are_readable_and_never_cut_inside_an_override():
 
 
 @pytest.mark.slow
-def test_sweep_job_folders_use_the_short_names(tiny_model_dir, tmp_path):
+def test_a_sweep_writes_one_folder_per_job_under_its_short_name(tiny_model_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = train("-m", "consolidation.betas=[2.0],[5.0]", f"model.name_or_path={tiny_model_dir}",
                  f"hydra.sweep.dir={sweep}", *(o for o in FAST if "betas" not in o))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    names = sorted(p.name for p in jobs(sweep).values())  # every override of the job, fixed ones too
+    found = jobs(sweep)
+    names = [found[i].name for i in sorted(found)]  # every override of the job, fixed ones too
     assert [n[: len("0_betas=_2.0,")] for n in names] == ["0_betas=_2.0,", "1_betas=_5.0,"]
     assert all(len(n) <= 82 and len(n.rsplit(",", 1)[1]) == 8 for n in names)  # the items that fit + a hash
+    for i, betas in ((0, [2.0]), (1, [5.0])):  # each job ran its own setting to the end
+        assert json.loads((found[i] / "config.json").read_text())["consolidation"]["betas"] == betas
+        assert json.loads((found[i] / "results.json").read_text())["method"] == "corp"
 
 
 @pytest.mark.slow

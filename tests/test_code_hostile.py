@@ -221,5 +221,4 @@ def test_the_score_cli_prints_one_json_object_and_fails_with_status_2(tmp_path: 
         "solved": False,
         "answer": None,
     }
-    bad = subprocess.run(cmd + ["timeout_s=0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "task.timeout_s" in bad.stderr
+    # bad input (one line, status 2) is checked on main() in this process: tests/test_tasks.py
