@@ -44,12 +44,18 @@ def result_neutral(key: str) -> bool:
 class PerturbationConfig:
     """``perturbation.*``: the isotropic population of stage 0."""
 
-    population_size: int = 16  # N members scored on the support split
-    sigmas: list[float] = field(default_factory=lambda: [1e-3, 2e-3, 4e-3])  # cycled over members
+    population_size: int = 24  # N members scored on the support split
+    # cycled over members; for a 135M model in fp32 (8e-3 already breaks its outputs)
+    sigmas: list[float] = field(default_factory=lambda: [2e-3, 4e-3, 6e-3])
     include: list[str] = field(default_factory=lambda: ["*"])  # glob patterns of perturbed parameter names
     exclude: list[str] = field(default_factory=list)
-    noise_mode: str = "table"  # table | chunked | independent | shared: see corp/perturb/noise.py
-    noise_cache_mb: float = 4096.0  # byte budget of dense direction rows (whole-model fp32 each); 0 disables
+    # table: windows of one shared noise table (a read and an add per member, nothing drawn); chunked:
+    # per-tensor streams in 64K-element blocks; independent: one serial stream per tensor; shared: the
+    # published code's same seed per tensor. See corp/perturb/noise.py.
+    noise_mode: str = "table"
+    # Byte budget of dense direction rows (whole-model fp32 each: 7 rows for 135M weights); merged
+    # directions, their step-size grids and stage-2 bases are served from them. 0 disables.
+    noise_cache_mb: float = 4096.0
     dense_cache: bool = True  # false: regenerate every candidate from its seeds (the reference path)
 
     def __post_init__(self) -> None:

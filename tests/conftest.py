@@ -20,6 +20,20 @@ def compose_config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
+def compose_with_hydra(overrides: list[str]):
+    """The real config with its `hydra` node, as `python train.py <overrides>` composes it."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
+        return compose(config_name="config", overrides=["output_dir=/tmp/unused", *overrides], return_hydra_config=True)
+
+
+@pytest.fixture
+def default_config(tmp_path):
+    """The settings `python train.py` runs: conf/ composed, typed and checked (output under tmp_path)."""
+    from corp.config import validate
+
+    return validate(compose_config([f"output_dir={tmp_path}"]))
+
+
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The embedded SmolLM2 converted to safetensors (done once, then cached)."""

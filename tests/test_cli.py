@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 
-from corp.config import job_dirname
-from tests.conftest import ROOT, TINY_BUDGET
+from corp import cli
+from corp.config import ConfigError, job_dirname
+from tests.conftest import ROOT, TINY_BUDGET, compose_config, compose_with_hydra
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
 FAST = [*TINY_BUDGET, "consolidation.stage2_rounds=0", "task.max_new_tokens=4", "export_model=false",
@@ -31,6 +34,7 @@ def jobs(sweep: Path) -> dict[int, Path]:
     return {int(p.name.split("_")[0]): p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit()}
 
 
+@pytest.mark.slow
 def test_a_bad_job_fails_alone_and_the_sweep_exits_non_zero(tiny_model_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = train("-m", "perturbation.population_size=1,4", f"model.name_or_path={tiny_model_dir}",
@@ -48,6 +52,7 @@ def test_a_bad_job_fails_alone_and_the_sweep_exits_non_zero(tiny_model_dir, tmp_
     assert f"job(s) of the sweep were refused (see error.txt in each): {bad.name}" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_an_optuna_trial_with_a_refused_config_is_a_failed_trial(tiny_model_dir, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="needs the sweeps extra")
     sweep = tmp_path / "optuna"
@@ -67,18 +72,17 @@ def test_an_optuna_trial_with_a_refused_config_is_a_failed_trial(tiny_model_dir,
 
 
 def test_experiment_and_debug_groups_need_no_plus():
-    for option in ("experiment=compare", "debug=smoke"):
-        proc = train(option, "--cfg", "job")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    cfg = yaml.safe_load(train("debug=smoke", "--cfg", "job").stdout)
-    assert cfg["perturbation"]["population_size"] == 4 and cfg["task"]["test_size"] == 8
-    assert cfg["consolidation"]["stage2_rounds"] == 1  # CoRP's own smallest settings
-    other = yaml.safe_load(train("debug=smoke", "consolidation=randopt", "--cfg", "job").stdout)
-    assert other["consolidation"]["name"] == "randopt" and other["perturbation"]["population_size"] == 4
-    compare = yaml.safe_load(train("experiment=compare", "--cfg", "hydra").stdout)
-    assert compare["hydra"]["mode"] == "MULTIRUN"
+    """Composed as train.py composes them (the CLI's --cfg job is the slow test below)."""
+    cfg = compose_config(["debug=smoke"])
+    assert cfg.perturbation.population_size == 4 and cfg.task.test_size == 8
+    assert cfg.consolidation.stage2_rounds == 1  # CoRP's own smallest settings
+    other = compose_config(["debug=smoke", "consolidation=randopt"])
+    assert other.consolidation.name == "randopt" and other.perturbation.population_size == 4
+    compare = compose_with_hydra(["experiment=compare"])
+    assert compare.hydra.mode == RunMode.MULTIRUN and compare.task.support_size == 32
 
 
+@pytest.mark.slow
 def test_cfg_job_resolve_prints_the_resolved_config():
     proc = train("--cfg", "job", "--resolve")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -86,6 +90,7 @@ def test_cfg_job_resolve_prints_the_resolved_config():
     assert cfg["output_dir"].startswith("outputs/runs/") and cfg["output_dir"].endswith("_arithmetic_corp")
 
 
+@pytest.mark.slow
 def test_help_lists_groups_and_keys_without_schema_entries():
     text = train("--help").stdout
     assert "gradient-free post-training" in text and "== Main keys" in text
@@ -111,16 +116,22 @@ def test_job_folder_names_are_readable_and_never_cut_inside_an_override():
     assert len(digest) == 8 and job_dirname(many[:-1] + ["consolidation.option_number_11=other"], []) != name
 
 
-def test_sweep_job_folders_use_the_short_names(tiny_model_dir, tmp_path):
+@pytest.mark.slow
+def test_a_sweep_writes_one_folder_per_job_under_its_short_name(tiny_model_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = train("-m", "consolidation.betas=[2.0],[5.0]", f"model.name_or_path={tiny_model_dir}",
                  f"hydra.sweep.dir={sweep}", *(o for o in FAST if "betas" not in o))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    names = sorted(p.name for p in jobs(sweep).values())  # every override of the job, fixed ones too
+    found = jobs(sweep)
+    names = [found[i].name for i in sorted(found)]  # every override of the job, fixed ones too
     assert [n[: len("0_betas=_2.0,")] for n in names] == ["0_betas=_2.0,", "1_betas=_5.0,"]
     assert all(len(n) <= 82 and len(n.rsplit(",", 1)[1]) == 8 for n in names)  # the items that fit + a hash
+    for i, betas in ((0, [2.0]), (1, [5.0])):  # each job ran its own setting to the end
+        assert json.loads((found[i] / "config.json").read_text())["consolidation"]["betas"] == betas
+        assert json.loads((found[i] / "results.json").read_text())["method"] == "corp"
 
 
+@pytest.mark.slow
 def test_multirun_with_processes_per_job_is_refused_in_one_line(tiny_model_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = train("-m", "seed=0", "trainer.devices=2", "trainer.strategy=ddp", f"model.name_or_path={tiny_model_dir}",
@@ -131,15 +142,58 @@ def test_multirun_with_processes_per_job_is_refused_in_one_line(tiny_model_dir, 
     assert "trainer.devices=2" in line and "in a multirun" in line and "hydra/launcher=slurm" in line
 
 
-@pytest.mark.slow
-def test_debug_smoke_is_a_complete_run(tmp_path):
-    out = tmp_path / "smoke"
-    proc = train("debug=smoke", f"hydra.run.dir={out}", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("results.json", "direction.json", "config.json", "samples.jsonl", "rounds.jsonl",
-                 "model/config.json", "plots/population_rewards.png", "checkpoints/last.json",
-                 "populations/round_000.npz", ".hydra/config.yaml", "train.log"):  # fmt: skip
-        assert (out / name).exists(), name
-    assert list((out / "wandb").glob("offline-run-*"))
-    res = json.loads((out / "results.json").read_text())
-    assert res["test"]["n"] == 8 and res["budget"]["members_scored"] >= 4
+# -- what train.py does around a run, in this process (Hydra's run state set as train.py would find it) --------
+
+
+@pytest.fixture
+def hydra_job(tmp_path):
+    """Sets Hydra's state of a job writing to tmp_path/<job>: ``start(*overrides)`` returns the config."""
+
+    def start(*overrides: str, job: str = "run"):
+        cfg = compose_with_hydra([f"hydra.sweep.dir={tmp_path}", *overrides])
+        cfg.hydra.runtime.output_dir = str(tmp_path / job)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    yield start
+    HydraConfig.instance().cfg = None
+
+
+def test_a_refused_single_run_prints_one_line_exits_2_and_removes_its_log_only_folder(hydra_job, tmp_path, capsys):
+    hydra_job()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train.log").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        cli.refuse(ConfigError("perturbation.sigmas=[-1.0]: every sigma must be > 0"))
+    assert exit_.value.code == cli.REFUSED == 2
+    assert capsys.readouterr().err == "config error: perturbation.sigmas=[-1.0]: every sigma must be > 0\n"
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()  # a folder holding an earlier run is left alone
+    (tmp_path / "run" / "results.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        cli.refuse(ValueError("boom"))
+    assert capsys.readouterr().err == "error: boom\n" and (tmp_path / "run" / "results.json").exists()
+
+
+def test_a_refused_sweep_job_writes_its_reason_and_the_sweep_names_it(hydra_job, tmp_path):
+    cfg = hydra_job("hydra.mode=MULTIRUN", job="0_seed=1")
+    assert cli.in_multirun() and cli.refuse(ConfigError("seed=x: bad")) is None  # the sweep goes on
+    assert (tmp_path / "0_seed=1" / cli.ERROR_FILE).read_text() == "config error: seed=x: bad\n"
+    (tmp_path / "1_seed=2").mkdir()
+    try:
+        cli.SweepStatus().on_multirun_end(cfg)
+        assert cli.SweepStatus.failed == [tmp_path / "0_seed=1"]
+    finally:
+        cli.SweepStatus.failed = []
+    hydra_job("hydra.mode=MULTIRUN", job="0_seed=1")
+    cli.clear_error()  # the same job run again starts without the old reason
+    assert not (tmp_path / "0_seed=1" / cli.ERROR_FILE).exists()
+
+
+def test_hydra_files_are_written_for_an_accepted_run(hydra_job, tmp_path):
+    hydra_job("seed=3")
+    cli.save_hydra_files(compose_config(["seed=3", "output_dir=/tmp/unused"]), cli.job_dir())
+    saved = tmp_path / "run" / ".hydra"
+    assert yaml.safe_load((saved / "config.yaml").read_text())["seed"] == 3
+    assert yaml.safe_load((saved / "overrides.yaml").read_text()) == ["output_dir=/tmp/unused", "seed=3"]
+    assert yaml.safe_load((saved / "hydra.yaml").read_text())["hydra"]["runtime"]["output_dir"] == str(tmp_path / "run")

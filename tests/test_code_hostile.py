@@ -141,11 +141,13 @@ def test_there_are_at_least_thirty_hostile_programs() -> None:
     assert len(HOSTILE) >= 30
 
 
+@pytest.mark.slow  # the battery: every hostile program in the sandbox (the fixture above)
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_program_earns_nothing(outcome, name: str) -> None:
     assert outcome["rewards"][name] == 0.0
 
 
+@pytest.mark.slow
 def test_nothing_was_written_outside_and_nothing_was_left_running(outcome) -> None:
     assert outcome["marks"] == []
     assert outcome["site_new"] == set()
@@ -154,11 +156,13 @@ def test_nothing_was_written_outside_and_nothing_was_left_running(outcome) -> No
     os.kill(os.getpid(), 0)  # and this process is alive
 
 
+@pytest.mark.slow
 def test_the_same_task_still_rewards_a_correct_solution(outcome) -> None:
     task, example = outcome["task"], outcome["example"]
     assert task.reward(HEAD + "    return number % 1.0\n", example) == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "solution",
     [
@@ -193,6 +197,7 @@ def test_always_equal_object_and_shadowed_builtin_fail_on_mbpp() -> None:
     assert task.reward("def square(x):\n    return x * x\n", ex) == 1.0
 
 
+@pytest.mark.slow
 def test_the_score_cli_prints_one_json_object_and_fails_with_status_2(tmp_path: Path) -> None:
     completion = tmp_path / "c.py"
     completion.write_text(HOSTILE["always_equal"])
@@ -216,5 +221,4 @@ def test_the_score_cli_prints_one_json_object_and_fails_with_status_2(tmp_path: 
         "solved": False,
         "answer": None,
     }
-    bad = subprocess.run(cmd + ["timeout_s=0"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "task.timeout_s" in bad.stderr
+    # bad input (one line, status 2) is checked on main() in this process: tests/test_tasks.py

@@ -11,6 +11,8 @@ import pytest
 from corp.report.__main__ import main as report_main
 from tests.conftest import TINY_BUDGET, TINY_SIGMAS, tiny_run
 
+pytestmark = pytest.mark.slow  # five runs in a row; each operator has fast unit tests (test_baselines.py)
+
 # the task/perturbation part of TINY_BUDGET, which every method shares (consolidation keys are CoRP's)
 SHARED = [o for o in TINY_BUDGET if not o.startswith("consolidation.")] + [TINY_SIGMAS]
 

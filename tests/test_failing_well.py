@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY_BUDGET
+from corp.config import ConfigError
+from corp.run import run
+from tests.conftest import ROOT, TINY_BUDGET, compose_config
 from tests.test_resilience import EXTRA, task_args  # noqa: F401 - task_args is a fixture
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
@@ -38,16 +40,21 @@ def refused_line(proc: subprocess.CompletedProcess) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
+def refusal(out: Path, *overrides: str) -> str:
+    """What `run` refuses with, in this process (train.py prints it as the one line tested above)."""
+    with pytest.raises(ConfigError) as refused:
+        run(compose_config([f"output_dir={out}", "logger=none", *overrides]))
+    assert not out.exists()
+    return str(refused.value)
+
+
 def test_gpu_trainer_without_a_gpu_is_refused_before_anything_is_written(tmp_path):
-    pytest.importorskip("torch")
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    out = tmp_path / "run"
-    line = refused_line(train(["trainer=gpu", f"hydra.run.dir={out}"]))
-    assert line.startswith("config error: trainer.accelerator='gpu'") and "trainer=cpu" in line
-    assert not out.exists()
+    message = refusal(tmp_path / "run", "trainer=gpu")
+    assert message.startswith("trainer.accelerator='gpu'") and "trainer=cpu" in message
 
 
 def test_truncated_gguf_is_refused_naming_the_key_and_the_file(tmp_path):
@@ -57,14 +64,12 @@ def test_truncated_gguf_is_refused_naming_the_key_and_the_file(tmp_path):
     cut = tmp_path / "cut.gguf"
     with open(whole, "rb") as f:
         cut.write_bytes(f.read(1 << 20))  # the header and the first tensors' data only
-    out = tmp_path / "run"
-    line = refused_line(train([f"model.name_or_path={cut}", f"model.cache_dir={tmp_path / 'cache'}",
-                               f"hydra.run.dir={out}"]))  # fmt: skip
-    assert f"model.name_or_path='{cut}'" in line and "truncated or corrupt" in line
-    assert not out.exists()
+    message = refusal(tmp_path / "run", f"model.name_or_path={cut}", f"model.cache_dir={tmp_path / 'cache'}")
+    assert f"model.name_or_path='{cut}'" in message and "truncated or corrupt" in message
     assert not any((tmp_path / "cache").rglob("*.safetensors"))  # no half-converted model either
 
 
+@pytest.mark.slow  # this and the tests below run train.py in a subprocess
 def test_reward_function_raising_mid_run_is_one_line_and_leaves_nothing(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     broken = [a.replace(":vowel_share", ":raises_later") for a in task_args]
@@ -73,6 +78,7 @@ def test_reward_function_raising_mid_run_is_one_line_and_leaves_nothing(tiny_mod
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_run_whose_every_point_failed_exits_non_zero_saying_why(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     broken = [a.replace(":vowel_share", ":always_nan") for a in task_args]
@@ -81,6 +87,7 @@ def test_a_run_whose_every_point_failed_exits_non_zero_saying_why(tiny_model_dir
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_refused_resume_leaves_the_old_runs_files_untouched(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     first = train(tiny(tiny_model_dir, out, task_args))
@@ -95,6 +102,7 @@ def test_refused_resume_leaves_the_old_runs_files_untouched(tiny_model_dir, task
     assert after == before  # .hydra/, config.json, results, even train.log
 
 
+@pytest.mark.slow
 def test_sigint_saves_the_members_scored_so_far_and_a_rerun_continues(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out, calls = tmp_path / "run", tmp_path / "calls.txt"
     slow = [a.replace(":vowel_share", ":slow_counted") for a in task_args]

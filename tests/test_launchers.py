@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from corp.config import validate
-from tests.conftest import ROOT, TINY_BUDGET, compose_config
+from tests.conftest import ROOT, TINY_BUDGET, compose_config, compose_with_hydra
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the sweeps extra")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the sweeps extra")
@@ -31,12 +31,6 @@ FAST = [
     "export_model=false",
     "trainer.num_threads=1",
 ]
-
-
-def compose_with_hydra(overrides: list[str]):
-    """The real config with its `hydra` node, as `python train.py <overrides>` composes it."""
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(config_name="config", overrides=["output_dir=/tmp/unused", *overrides], return_hydra_config=True)
 
 
 def multirun(args: list[str], sweep: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -84,6 +78,7 @@ def parallel_sweep(tiny_model_dir, tmp_path_factory):
     return sweep, proc
 
 
+@pytest.mark.slow
 def test_joblib_launcher_runs_the_jobs_in_parallel(parallel_sweep):
     sweep, proc = parallel_sweep
     jobs = job_dirs(sweep)
@@ -96,6 +91,7 @@ def test_joblib_launcher_runs_the_jobs_in_parallel(parallel_sweep):
     assert max(starts) < min(ends)
 
 
+@pytest.mark.slow
 def test_each_job_is_its_own_wandb_run_grouped_by_the_sweep(parallel_sweep):
     sweep, _ = parallel_sweep
     run_ids = set()
@@ -127,6 +123,7 @@ def test_wandb_group_is_the_sweep_only_in_a_multirun():
         assert compose(config_name="config", overrides=["logger=wandb"]).logger.wandb.group is None
 
 
+@pytest.mark.slow
 def test_optuna_sweep_maximises_the_probe_accuracy(tiny_model_dir, tmp_path):
     sweep = tmp_path / "optuna"
     args = ["hydra/sweeper=corp_optuna", "hydra.sweeper.n_trials=2", "consolidation.betas=choice([2.0],[5.0])",
@@ -143,6 +140,7 @@ def test_optuna_sweep_maximises_the_probe_accuracy(tiny_model_dir, tmp_path):
     assert "consolidation.quantiles" not in best["best_params"]
 
 
+@pytest.mark.slow
 def test_optuna_search_space_is_corp_hyper_parameters_and_every_choice_is_valid():
     sweeper = compose_with_hydra(["hydra/sweeper=corp_optuna"]).hydra.sweeper
     assert sweeper.direction == "maximize" and sweeper.sampler.seed == 0

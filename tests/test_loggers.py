@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_BUDGET
+from corp.config import ConfigError
+from corp.run import run
+from tests.conftest import ROOT, TINY_BUDGET, compose_config
 from tests.test_launchers import wandb_records
 from tests.test_resilience import EXTRA, task_args  # noqa: F401 - task_args is a fixture
 
@@ -36,6 +38,7 @@ def run_record(run_file: Path):
     return next(r.run for r in wandb_records(run_file) if r.WhichOneof("record_type") == "run")
 
 
+@pytest.mark.slow
 def test_wandb_settings_and_several_loggers_from_the_command_line(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     proc = subprocess.run(cmd(tiny_model_dir, out, task_args, "logger=[wandb,csv]", "logger.wandb.tags=[smoke,ci]",
@@ -53,17 +56,18 @@ def test_wandb_settings_and_several_loggers_from_the_command_line(tiny_model_dir
 
 @pytest.mark.parametrize("name, package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow")])
 def test_optional_logger_without_its_package_is_refused_in_one_line(tmp_path, name, package):
+    """In this process: `run` refuses with the line train.py prints (a refusal's exit status: test_config.py)."""
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed")
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"logger={name}", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)  # fmt: skip
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"config error: logger.{name}:") and f"pip install {package}" in line
+    with pytest.raises(ConfigError) as refused:
+        run(compose_config([f"logger={name}", f"output_dir={out}"]))
+    line = str(refused.value)
+    assert "\n" not in line and line.startswith(f"logger.{name}:") and f"pip install {package}" in line
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_continue_the_same_wandb_run(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     args = cmd(tiny_model_dir, out, task_args, "logger=wandb")

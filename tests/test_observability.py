@@ -89,6 +89,7 @@ def media(run_file: Path, value: dict) -> Path:
     return run_file.parent / "files" / value["path"]
 
 
+@pytest.mark.slow
 def test_wandb_logs_every_scored_point_live_from_the_first_member(wandb_run):
     _, results, run_file = wandb_run
     points, _, _, order = read_back(run_file)
@@ -108,6 +109,7 @@ def test_wandb_logs_every_scored_point_live_from_the_first_member(wandb_run):
     assert axes["population/reward_mean"] == "round"
 
 
+@pytest.mark.slow
 def test_wandb_rounds_hold_recurring_values_and_tables_single_ones_go_to_the_summary(wandb_run):
     _, results, run_file = wandb_run
     _, rounds, summary, _ = read_back(run_file)
@@ -132,6 +134,7 @@ def test_wandb_rounds_hold_recurring_values_and_tables_single_ones_go_to_the_sum
     assert {"member", "sigma", "prompt", "completion", "reward"} <= set(best["columns"]) and len(best["data"]) == 5
 
 
+@pytest.mark.slow
 def test_wandb_summary_is_the_headline_budget_and_throughput(wandb_run):
     out, results, run_file = wandb_run
     _, rounds, summary, _ = read_back(run_file)
@@ -166,6 +169,7 @@ def valid_png(path: Path) -> tuple[int, int]:
         return image.size
 
 
+@pytest.mark.slow
 def test_corp_run_draws_every_plot(wandb_run):
     out, _, _ = wandb_run
     for name in CORP_PLOTS:
@@ -185,6 +189,7 @@ def test_randopt_run_plots_accuracy_against_k(tiny_model_dir, task_args, tmp_pat
     assert top[0]["support_reward"] == max(entry["population"]["mean_rewards"])
 
 
+@pytest.mark.slow
 def test_results_json_has_the_run_throughput(wandb_run):
     _, results, _ = wandb_run
     t = results["throughput"]
@@ -194,6 +199,7 @@ def test_results_json_has_the_run_throughput(wandb_run):
     assert 0 < t["decode_share"] <= 1
 
 
+@pytest.mark.slow
 def test_rounds_jsonl_is_rewritten_not_duplicated_when_a_run_is_replayed(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     args = [*task_args, *EXTRA]
     first = tiny_run(tiny_model_dir, tmp_path, args)
@@ -235,6 +241,7 @@ def comparable(out: Path) -> dict:
     return res
 
 
+@pytest.mark.slow
 def test_prefetch_hints_save_noise_draws_and_change_nothing_else(tiny_model_dir, task_args, tmp_path, monkeypatch):  # noqa: F811
     args = [*task_args, *EXTRA]
     hinted = tiny_run(tiny_model_dir, tmp_path / "hints", args)

@@ -156,6 +156,7 @@ def test_load_model_computes_in_the_configured_dtype(tiny_model_dir):
     assert all(p.dtype == torch.float32 for p in master.parameters())
 
 
+@pytest.mark.slow
 def test_a_bf16_run_records_its_dtype_and_exports_the_fp32_centre(tiny_model_dir, tmp_path):
     from tests.conftest import TINY_SIGMAS, tiny_run
 

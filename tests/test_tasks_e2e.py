@@ -1,12 +1,12 @@
-"""Every task through the real entry points, on the embedded model, with a tiny budget.
+"""Every task through the real entry points, with a tiny budget.
 
 Each task runs the whole ``run`` (data, splits, prompts, decoding, rewards, consolidation,
-outputs) on the embedded SmolLM2 with local fixture data; one of them (``custom``: its reward
-function is a path given on the command line) runs as ``python train.py`` in a subprocess.
-The point is that every task goes through a run, not what the model learns: only the final
-norm is perturbed, three members, two examples per split, two new tokens. On the tiny random
-model every task is also composed from the overrides and scored with and without the chat
-template.
+outputs) on the tiny random Llama (the embedded model's tokenizer) with local fixture data; one
+of them (``custom``: its reward function is a path given on the command line) runs as
+``python train.py`` in a subprocess. The point is that every task goes through a run, not what
+the model learns (the embedded model's own runs are in test_train_e2e.py): only the final norm
+is perturbed, three members, two examples per split, two new tokens. Every task is also
+composed from the overrides and scored with and without the chat template (the fast tier).
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def test_every_registered_task_is_run_here() -> None:
     assert set(TASK_OVERRIDES) == set(TASKS)
 
 
-def check_outputs(results: dict, out: Path, name: str) -> None:
-    assert results["task"] == name and results["model"] == "embedded"
+def check_outputs(results: dict, out: Path, name: str, model: Path) -> None:
+    assert results["task"] == name and results["model"] == str(model)
     for split in SPLITS:
         assert results[split]["n"] == 2 and 0.0 <= results[split]["final"] <= 1.0
     assert results["budget"]["members_scored"] == 3
@@ -74,21 +74,21 @@ def check_outputs(results: dict, out: Path, name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(TASK_OVERRIDES) - {ON_THE_COMMAND_LINE}))
-def test_task_runs_on_the_embedded_model(name: str, tmp_path: Path) -> None:
+def test_task_runs(name: str, tmp_path: Path, tiny_model_dir: Path) -> None:
     if name == "gym":
         pytest.importorskip("reasoning_gym")
-    overrides = [f"task={name}", *TASK_OVERRIDES[name], *BUDGET, "model.name_or_path=embedded"]
-    check_outputs(run(compose_config([*overrides, f"output_dir={tmp_path}"])), tmp_path, name)
+    overrides = [f"task={name}", *TASK_OVERRIDES[name], *BUDGET, f"model.name_or_path={tiny_model_dir}"]
+    check_outputs(run(compose_config([*overrides, f"output_dir={tmp_path}"])), tmp_path, name, tiny_model_dir)
 
 
 @pytest.mark.slow
-def test_train_py_runs_a_task_from_the_command_line(tmp_path: Path) -> None:
+def test_train_py_runs_a_task_from_the_command_line(tmp_path: Path, tiny_model_dir: Path) -> None:
     name, out = ON_THE_COMMAND_LINE, tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "train.py"), f"task={name}", *TASK_OVERRIDES[name], *BUDGET,
-           f"hydra.run.dir={out}"]  # fmt: skip
+           f"model.name_or_path={tiny_model_dir}", f"hydra.run.dir={out}"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    check_outputs(json.loads((out / "results.json").read_text()), out, name)
+    check_outputs(json.loads((out / "results.json").read_text()), out, name, tiny_model_dir)
     assert f"on {name} (corp, seed 0)" in proc.stdout and str(out.resolve()) in proc.stdout
 
 

@@ -54,25 +54,26 @@ SIGMA_DECAY = 0.5  # a rejected stage-2 round halves sigma
 
 @dataclass
 class CorpConfig(ConsolidationConfig):
-    """Hyper-parameters of CoRP (group ``consolidation``). Defaults: published grids and budgets,
-    except ``scales``/``scale_unit``/``stage1_commit`` (see ``conf/consolidation/corp_paper.yaml``
-    for the published ones). Population size and sigmas come from the ``perturbation`` group;
-    the elite-size checks that need them (and ``local_members``) run in ``CorpOperator``."""
+    """Hyper-parameters of CoRP (group ``consolidation``). Defaults: ``consolidation=corp``, sized for a
+    2-core CPU run of a ~135M model (budget in ``conf/consolidation/corp.yaml``); the published grids and
+    budgets are ``consolidation=corp_paper``. Population size and sigmas come from the ``perturbation``
+    group; the elite-size checks that need them (and ``local_members``) run in ``CorpOperator``."""
 
     name: str = "corp"  # operator registry key
     # Stage 1 grid. q: elite = members with reward >= q-quantile. beta: softmax inverse temperature
     # on mean rewards in [0, 1]. scales: candidate step lengths s (unit: see scale_unit).
-    quantiles: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.9])
-    betas: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0])
-    scales: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0])
+    # Top half / top third: both leave an elite of >= 2 even at population 4.
+    quantiles: list[float] = field(default_factory=lambda: [0.5, 0.66])
+    betas: list[float] = field(default_factory=lambda: [2.0, 20.0])
+    scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
     # "member": a candidate s*d has the length of s elite members (d is renormalised);
     # "raw": s multiplies d = sum w_i a_i directly (published; ||d|| shrinks as weights spread).
     scale_unit: str = "member"
     # "if_no_worse": commit stage 1 only if its probe accuracy >= the centre's;
     # "always": commit the best candidate whatever it scores (published code).
     stage1_commit: str = "if_no_worse"
-    stage2_rounds: int = 3  # gated rounds after stage 1; 0 disables stage 2
-    local_members: int = 100  # members per stage-2 round, scored on the selection half
+    stage2_rounds: int = 2  # gated rounds after stage 1; 0 disables stage 2
+    local_members: int = 8  # members per stage-2 round, scored on the selection half (>= 8: q = 0.75 keeps 2)
     max_accepted: int = 2  # stop after this many accepted stage-2 rounds
     max_consecutive_rejections: int = 2  # ... or this many rejections in a row
     rank: int = 8  # r: principal directions of the search distribution
@@ -81,8 +82,8 @@ class CorpConfig(ConsolidationConfig):
     gate_z: float = 1.0  # lower confidence bound = mean - gate_z * SE of the paired difference
     step_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # proposals at eta * g
     line_search: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # probe alpha grid
-    ess_start: float = 16.0  # target effective sample size of the refit, first round ...
-    ess_end: float = 4.0  # ... shrinking linearly to this at the last round
+    ess_start: float = 4.0  # target effective sample size of the refit, first round ...
+    ess_end: float = 2.0  # ... shrinking linearly to this at the last round
     split_seed: int = 0  # seed of the selection/gate split of the support set
     # Stage-2 semantics where ours and the published code differ (docs/method.md §7):
     # "best": only the best proposal on the selection half is tried on the gate half;

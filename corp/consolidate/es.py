@@ -37,7 +37,7 @@ class ESConfig(ConsolidationConfig):
     """``consolidation=es``; the published recipe is ``consolidation=es_paper``."""
 
     name: str = "es"
-    rounds: int = 4  # generations
+    rounds: int = 6  # generations
     population_size: int | None = None  # N per round; null: perturbation.population_size
     sigma: float = 2e-3  # member noise scale
     lr: float = 2e-3  # alpha
