@@ -34,7 +34,7 @@ def schema_class(group: str, node) -> type:
     if group == "task":
         return TASKS[node.name].config_class
     if group == "consolidation":
-        return OPERATORS[node.name][0]
+        return OPERATORS[node.name].config
     return {"model": ModelConfig, "perturbation": PerturbationConfig, "trainer": TrainerConfig}[group]
 
 
@@ -56,7 +56,7 @@ def test_the_default_run_is_the_schema_defaults(default_config):
     """`python train.py` runs what the dataclasses say: a test building CorpConfig() or ModelConfig() tests
     the settings users run. Only output_dir and the logger come from conf/config.yaml."""
     task = TASKS[default_config.task.name].config_class()
-    operator = OPERATORS[default_config.consolidation.name][0]()
+    operator = OPERATORS[default_config.consolidation.name].config()
     expected = Config(task=task, consolidation=operator, output_dir=default_config.output_dir,
                       logger=default_config.logger)  # fmt: skip
     assert to_plain(default_config) == to_plain(expected)
