@@ -9,6 +9,8 @@ only if it survives a held-out gate and a probe line search (stage 2). See docs/
 This module holds the config and the state between rounds. The merges and the candidate grid
 are in ``stage1.py``, stage 2's members, selection, gate and line search in ``stage2.py``; each
 round returns a typed record (``records.py``) that ``observations.py`` turns into its metrics.
+It runs a little over 400 lines because ``CorpConfig`` documents each option where it is
+defined, and the operator's round state reads best next to it.
 """
 
 from __future__ import annotations
