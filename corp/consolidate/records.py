@@ -38,12 +38,13 @@ class Stage1Record:
 
 @dataclass(frozen=True)
 class Selection:
-    """Stage-2 proposals scored on the selection half, the best one, and its gate on the other half."""
+    """Stage-2 proposals scored on the selection half, the one chosen, and its gate on the other half
+    (``gate_mode=best``: the best on selection; ``filter``: the best among those passing the gate)."""
 
     scores: list[float]  # each proposal's constructive score on the selection half
     reward_gains: list[float]  # each proposal's mean reward gain over the centre there
     best: int
-    gate_score: float  # constructive score of the best proposal on the gate half
+    gate_score: float  # constructive score of the chosen proposal on the gate half
     gate_mean: float  # its mean paired accuracy difference to the centre there
     gate_lcb: float  # lower confidence bound of that difference (-inf with < 2 examples)
     gate_scores: list[float] | None = None  # gate_mode=filter: every proposal's gate score ...
