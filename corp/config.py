@@ -261,6 +261,17 @@ def _check_cross_group(cfg: Config) -> None:
     build_operator(cfg)  # pure logic: raises ValueError naming the keys, costs nothing
 
 
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys: ``{"model": {"dtype": x}}`` -> ``{"model.dtype": x}``."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def to_plain(cfg: Any) -> dict:
     """A JSON-friendly dict of a (typed or DictConfig) config."""
     return OmegaConf.to_container(OmegaConf.structured(cfg) if not isinstance(cfg, DictConfig) else cfg, resolve=True)

@@ -163,7 +163,7 @@ class Evaluator:
                 row = self.scorer.score(split, indices)
             if not completions:
                 row = Scores(row.rewards, row.correct, row.answers)
-            row = self._contain(row, training)
+            row, _ = self._contain(row, training)
         if self.fabric.world_size > 1:
             row = self.fabric.broadcast(row, src=0)
         self.store.put(identity, centre, direction, row)
@@ -171,12 +171,13 @@ class Evaluator:
             save_scored(self.output_dir / "evals" / f"{name}.npz", identity, centre, [direction], [row], split, indices)
         return row, key, True
 
-    def _contain(self, row: Scores, training: bool) -> Scores:
+    def _contain(self, row: Scores, training: bool) -> tuple[Scores, bool]:
+        """``contain_nonfinite``, with a training point counted as decoded (and failed, if it did)."""
         row, failed = contain_nonfinite(row)
         if training:
             self.decoded_points += 1
             self.budget.failed_points += int(failed)
-        return row
+        return row, failed
 
     # -- populations --------------------------------------------------------------------
     def population(self, pop: Population) -> PopulationScores:
@@ -230,9 +231,7 @@ class Evaluator:
             for row, member in enumerate(bar):
                 with self.space.perturbed(pop.members[member]):
                     decoded = self.scorer.score(pop.split, pop.indices)
-                scored, failed = contain_nonfinite(Scores(decoded.rewards, decoded.correct, decoded.answers))
-                self.decoded_points += 1
-                self.budget.failed_points += int(failed)
+                scored, failed = self._contain(Scores(decoded.rewards, decoded.correct, decoded.answers), True)
                 rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
                 done.append(scored)
                 self._observe_member(pop, member, scored, failed, decoded.completions)

@@ -19,7 +19,7 @@ from typing import Any
 
 from lightning.fabric import Fabric
 
-from corp.config import Config, ConfigError, result_neutral, to_plain
+from corp.config import Config, ConfigError, flatten, result_neutral, to_plain
 from corp.consolidate import build_operator
 from corp.errors import Interrupted
 from corp.models.loading import ModelConfig, load_tokenizer, resolve
@@ -187,7 +187,7 @@ def check_resume(typed: Config, out: Path) -> bool:
         old = json.loads(saved.read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"{saved}: unreadable ({err}); delete it or run with resume=never") from None
-    old, new = _flat(old), _flat(to_plain(typed))
+    old, new = flatten(old), flatten(to_plain(typed))
     changed = sorted({k for k in set(old) | set(new)
                       if not result_neutral(k) and old.get(k, _default(typed, k)) != new.get(k)})  # fmt: skip
     if changed:
@@ -207,17 +207,6 @@ def check_resume(typed: Config, out: Path) -> bool:
             ) from None
     log.info("resume=auto: continuing the run in %s from its saved scores", out)
     return True
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"dtype": x}}`` -> ``{"model.dtype": x}``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 _NO_DEFAULT = object()

@@ -40,7 +40,7 @@ def test_a_larger_probe_split_reuses_every_support_member(tiny_model_dir, tmp_pa
     assert first["budget"]["members_reused"] == 0
     # round 0's members are scored on the same support examples: all taken from the first run
     assert second["budget"]["members_reused"] >= 4
-    assert second["support"] == first["support"] or second["support"]["base"] == first["support"]["base"]
+    assert second["support"]["base"] == first["support"]["base"]
     assert second["probe"]["n"] == 12
 
 

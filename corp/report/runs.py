@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from corp.config import flatten
 from corp.results import Results
 
 MISSING = "–"  # a key this run's config does not have (e.g. another method's option)
@@ -40,7 +42,7 @@ def load_runs(folder: Path) -> tuple[list[Run], list[Path]]:
     runs = []
     for res_file in sorted(folder.rglob("results.json")):
         cfg_file = res_file.with_name("config.json")
-        config = _flatten(json.loads(cfg_file.read_text())) if cfg_file.exists() else {}
+        config = _as_text(flatten(json.loads(cfg_file.read_text()))) if cfg_file.exists() else {}
         runs.append(Run(res_file.parent, Results.load(res_file), config))
     unfinished = [f.parent for f in sorted(folder.rglob("config.json"))
                   if not (f.parent / "results.json").exists() and _is_run_config(f)]  # fmt: skip
@@ -56,11 +58,6 @@ def _is_run_config(path: Path) -> bool:
     return isinstance(data, dict) and isinstance(data.get("consolidation"), dict) and isinstance(data.get("task"), dict)
 
 
-def _flatten(data: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in data.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if isinstance(v, str) else json.dumps(v)
-    return out
+def _as_text(flat: dict[str, Any]) -> dict[str, str]:
+    """Config values as the report shows and compares them: strings as they are, the rest as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in flat.items()}
