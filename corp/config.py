@@ -57,6 +57,9 @@ class PerturbationConfig:
     # directions, their step-size grids and stage-2 bases are served from them. 0 disables.
     noise_cache_mb: float = 4096.0
     dense_cache: bool = True  # false: regenerate every candidate from its seeds (the reference path)
+    # Mirrored sampling: members 2j and 2j + 1 are +-sigma * eps(seed_j), sharing the seed, in every
+    # isotropic population (stage 0 of each method, every ES generation; not CoRP's local members).
+    antithetic: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.population_size, int) or self.population_size < 2:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corp.consolidate.base import PopulationScores, Scores, member_seed, rank_members
+from corp.config import validate
+from corp.consolidate import build_operator
+from corp.consolidate.base import PopulationScores, Scores, isotropic_population, member_seed, rank_members
 from corp.consolidate.es import ESConfig, ESOperator, es_step
 from corp.consolidate.randopt import RandOptConfig, RandOptOperator
 from corp.consolidate.soup import SoupConfig, SoupOperator, soup_direction
@@ -13,6 +15,7 @@ from corp.consolidate.vote import vote_accuracy, vote_winners
 from corp.perturb.direction import Direction
 from corp.store import ScoreStore, save_scored
 from corp.tasks.base import Example
+from tests.conftest import compose_config
 
 SEED = 3
 
@@ -86,12 +89,43 @@ def test_randopt_refuses_a_vote_larger_than_its_population():
 
 # -- ES ----------------------------------------------------------------------------------------
 def test_es_step_is_alpha_over_n_times_zscored_rewards():
-    seeds = np.array([11, 12, 13, 14])
+    pop = isotropic_population(SEED, 0, 4, [0.3])
     rewards = np.array([0.0, 0.5, 0.5, 1.0])
-    step = es_step(seeds, rewards, lr=0.1)
+    step = es_step(pop, rewards, lr=0.1)
     z = (rewards - rewards.mean()) / rewards.std()
-    assert np.allclose(step.coefficient_vector(seeds), 0.1 / 4 * z)
+    coeff = dict(zip(step.seeds.tolist(), step.coeffs.tolist()))
+    assert np.allclose([coeff.get(s, 0.0) for s in pop.seeds.tolist()], 0.1 / 4 * z)  # zero z: pruned
     assert abs(step.coeffs.sum()) < 1e-12  # z-scores sum to zero
+
+
+def test_antithetic_members_are_mirrored_pairs_of_the_plain_population():
+    plain = isotropic_population(SEED, 0, 6, [1e-3, 2e-3])
+    pop = isotropic_population(SEED, 0, 7, [1e-3, 2e-3], antithetic=True)
+    assert list(pop.seeds) == [plain.seeds[j] for j in (0, 0, 1, 1, 2, 2, 3)]
+    assert list(pop.sigmas) == [plain.sigmas[j] for j in (0, 0, 1, 1, 2, 2, 3)]
+    for j in range(3):  # + member = the plain member j, - member its mirror: (seed, +-sigma) each
+        assert pop.members[2 * j] == plain.members[j] and pop.members[2 * j + 1] == plain.members[j] * -1.0
+    assert pop.members[6] == plain.members[3]  # an odd size ends with an unpaired + member
+    smaller = isotropic_population(SEED, 0, 4, [1e-3, 2e-3], antithetic=True)
+    assert smaller.members == pop.members[:4]  # a population of N is the first N of a larger one
+
+
+def test_es_step_of_a_mirrored_pair_is_the_reward_difference():
+    pop = isotropic_population(SEED, 0, 4, [0.01], antithetic=True)
+    rewards = np.array([1.0, 0.0, 0.5, 0.5])  # pair 0: + beats -; pair 1: a tie, no signal
+    step = es_step(pop, rewards, lr=0.1)
+    z = (rewards - rewards.mean()) / rewards.std()
+    assert list(step.seeds) == [pop.seeds[0]]
+    assert step.coeffs[0] == pytest.approx(0.1 / 4 * (z[0] - z[1]))
+
+
+def test_perturbation_antithetic_reaches_every_isotropic_population():
+    for name in ("es", "randopt", "soup", "corp"):
+        cfg = validate(compose_config([f"consolidation={name}", "perturbation.antithetic=true", "output_dir=/tmp/x"]))
+        pop = build_operator(cfg).propose(0)
+        assert pop.seeds[0] == pop.seeds[1] and pop.members[1] == pop.members[0] * -1.0, name
+    cfg = validate(compose_config(["consolidation=es", "output_dir=/tmp/x"]))
+    assert len(set(build_operator(cfg).propose(0).seeds)) == cfg.perturbation.population_size  # off by default
 
 
 def test_es_with_constant_rewards_takes_no_step_and_no_nan():

@@ -11,13 +11,30 @@ import torch
 from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from corp.config import validate
 from corp.consolidate.base import Population, PopulationScores, Scores, member_seed
 from corp.consolidate.corp import CorpConfig, CorpOperator
-from corp.consolidate.stage1 import elite_indices, merge, min_elite_size, zscore
-from corp.consolidate.stage2 import constructive_scores, ess, ess_weights, next_lambda, paired_lcb, split_support
+from corp.consolidate.counted import CountedEvaluate
+from corp.consolidate.stage1 import Candidate, best_sigma, elite_indices, merge, min_elite_size, zscore
+from corp.consolidate.stage2 import (
+    constructive_scores,
+    ess,
+    ess_asked,
+    ess_target,
+    ess_weights,
+    fit_cloud,
+    local_population,
+    next_lambda,
+    paired_lcb,
+    pooled_sign_test,
+    select_and_gate,
+    sign_p_value,
+    split_support,
+)
 from corp.perturb.direction import Direction, stack
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
+from tests.conftest import compose_config
 
 SEED = 7
 N = 32
@@ -433,8 +450,6 @@ def test_every_name_the_plots_read_is_written_by_a_round():
 
 
 def test_gate_filter_keeps_the_best_proposal_that_passes_the_gate():
-    from corp.consolidate.stage1 import Candidate
-    from corp.consolidate.stage2 import select_and_gate
 
     sel_half, gate_half = np.arange(0, 8), np.arange(8, 16)
     centre = Scores(np.zeros(16), np.zeros(16, dtype=bool))
@@ -459,28 +474,176 @@ def test_gate_filter_keeps_the_best_proposal_that_passes_the_gate():
     assert filtered.gate_scores == pytest.approx([0.0, 3 / 8, 0.0]) and filtered.gate_lcbs[0] == 0.0
 
 
-def test_local_sigma_and_absolute_steps_follow_the_published_code():
+def test_absolute_steps_follow_the_published_code():
     fake = Planted()
-    ours = operator(config(stage2_rounds=1), fake)
-    play(ours, fake, rounds=1)  # stage 1 only
-    fake.centre = Direction.zero()
-    paper = operator(config(stage2_rounds=1, local_sigma="sqrt_lambda", stage2_step_unit="absolute"), fake)
+    paper = operator(config(stage2_rounds=1, local_sampler="published", stage2_step_unit="absolute"), fake)
     steps, _ = play(paper, fake, rounds=1)
-    assert paper.sigma == pytest.approx(ours.sigma) and steps[0] is not None
-    assert paper.propose(1).sigmas[0] == pytest.approx(ours.sigma * np.sqrt(paper.lam))
-    assert ours.propose(1).sigmas[0] == pytest.approx(ours.sigma)
+    assert steps[0] is not None
     eta = paper.eta
     assert eta == pytest.approx(steps[0].norm())  # the committed step's own length
     pop = paper.propose(1)
-    upd = paper.update(1, pop, fake.score(pop), fake)
+    scores = fake.score(pop)
+    before = len(fake.calls)
+    upd = paper.update(1, pop, scores, fake)
     rows = upd.details["stage2/proposal_scores"]
     assert {round(r["scale"] / eta, 9) for r in rows} <= {0.5, 1.0, 2.0}
-    sel = [d for d, split, _ in fake.calls if split == "support" and len(d)][-len(rows) :]
+    sel = [d for d, split, _ in fake.calls[before:] if split == "support" and len(d)][: len(rows)]
     assert sorted(round(d.norm() / eta, 9) for d in sel) == sorted(round(r["scale"] / eta, 9) for r in rows)
+
+
+def _parts(pop, run_seed: int, round_idx: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's isotropic coefficient (on its own fresh seed) and the norm of the rest (the low-rank part)."""
+    fresh, rest = [], []
+    for i, m in enumerate(pop.members):
+        own = m.seeds == member_seed(run_seed, round_idx, i)
+        fresh.append(float(m.coeffs[own][0]))
+        rest.append(float(np.linalg.norm(m.coeffs[~own])))
+    return np.array(fresh), np.array(rest)
+
+
+@pytest.mark.parametrize("sampler", ["normalised", "published"])
+def test_local_members_isotropic_part_is_sigma_sqrt_lambda_once(sampler):
+    """sigma = 1e-3, lambda = 0.5: the isotropic part is 7.07e-4 in both samplers (it once came out
+    sigma * lambda = 5e-4). The published low-rank part is negligible (its eigenvalues are of order
+    sigma^2); the normalised one carries the other half of E||a||^2 = sigma^2."""
+    fake = Neutral()  # every candidate ties with the centre, so stage 1 commits and stage 2 starts
+    cfg = config(stage2_rounds=1, local_members=200, local_sampler=sampler, local_sigma="best_sigma")
+    op = CorpOperator(cfg, population_size=N, sigmas=[1e-3], seed=SEED, support_size=len(fake.lo["support"]))
+    play(op, fake, rounds=1)
+    assert op.stage == "stage2" and op.sigma == 1e-3 and op.lam == 0.5
+    fresh, rest = _parts(op.propose(1), SEED, 1)
+    assert np.allclose(fresh, 1e-3 * np.sqrt(0.5))
+    if sampler == "published":
+        assert rest.max() < 1e-2 * fresh[0]
+    else:
+        assert np.mean(rest**2) == pytest.approx(0.5 * 1e-6, rel=0.25)
+
+
+def test_published_sampler_fits_the_centred_cloud_in_absolute_units():
+    cloud = [Direction(np.array([1, 2]), np.array([1e-3, 0.0])), Direction(np.array([1, 2]), np.array([3e-3, 0.0]))]
+    components, eig = fit_cloud(cloud, np.array([0.5, 0.5]), 8, "published")
+    assert len(components) == 1 and eig[0] == pytest.approx(1e-6)  # variance of {1e-3, 3e-3}
+    _, eig = fit_cloud(cloud, np.array([0.5, 0.5]), 8, "normalised")
+    assert eig.sum() == pytest.approx(1.0)
+    assert local_population(0, 1, 3, 1e-3, 0.5, [], np.zeros(0), np.arange(4), "published").fresh_coeff == (
+        pytest.approx(1e-3 * np.sqrt(0.5))
+    )  # published: sigma * sqrt(lambda) with or without components; normalised: sigma
+    assert local_population(0, 1, 3, 1e-3, 0.5, [], np.zeros(0), np.arange(4)).fresh_coeff == 1e-3
+
+
+def test_best_sigma_is_the_scale_whose_members_scored_best():
+    assert best_sigma(np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0]), np.array([0.1, 0.5, 0.2, 0.3, 0.1, 0.2])) == 2.0
+    assert best_sigma(np.array([1.0, 2.0]), np.array([0.4, 0.4])) == 1.0  # ties: the first in member order
+    fake = Planted()
+    op = operator(config(stage2_rounds=1, local_sigma="best_sigma"), fake)
+    op.sigmas = [0.5, 1.0, 1.5]
+    pop = op.propose(0)
+    scores = fake.score(pop)
+    op.update(0, pop, scores, fake)
+    assert op.sigma == best_sigma(pop.sigmas, scores.mean_rewards) and op.sigma in op.sigmas
+
+
+def test_split_seed_follows_the_run_seed_unless_fixed():
+    def halves(seed, **kw):
+        op = CorpOperator(CorpConfig(**kw), 32, [1e-3], seed, 64)
+        return op.selection.tolist(), op.gate.tolist()
+
+    assert halves(5) == tuple(x.tolist() for x in split_support(64, 5 + 17))  # published: run seed + 17
+    assert halves(0) != halves(1)
+    assert halves(0, split_seed=3) == halves(1, split_seed=3)
+
+
+def test_published_ess_schedule_is_geometric_and_asks_twice_the_target():
+    assert [ess_target(k, 3, 16.0, 4.0, "published") for k in range(3)] == pytest.approx([16.0, 8.0, 4.0])
+    assert [ess_target(k, 3, 16.0, 4.0) for k in range(3)] == pytest.approx([16.0, 10.0, 4.0])
+    assert ess_asked(8.0, 5, "published") == 5 and ess_asked(8.0, 40, "published") == 16.0
+    assert ess_asked(8.0, 5) == 8.0
+
+
+def test_sign_p_value_is_the_exact_binomial_tail():
+    assert sign_p_value(0, 0) == 1.0
+    assert sign_p_value(2, 0) == 0.25 and sign_p_value(5, 0) == 1 / 32
+    assert sign_p_value(9, 1) == pytest.approx(11 / 1024)
+    assert sign_p_value(3, 3) == pytest.approx(42 / 64)
+
+
+def test_pooled_sign_test_false_accepts_at_most_its_level():
+    """Fake outcomes with churn but no gain: every example is a fix or a regression with probability 0.1
+    each. The test passes a step without gain at most sign_level of the time, at every size."""
+    rng = np.random.default_rng(0)
+    for n in (16, 48, 150):
+        centre = rng.random(n) < 0.5
+        passes = 0
+        for _ in range(4000):
+            u = rng.random(n)
+            flip = (u < 0.2) & np.where(centre, u < 0.1, u >= 0.1)  # P(fix) = P(regression) = 0.1 overall
+            passes += pooled_sign_test(centre, centre ^ flip, 2.0, 0.05).passed
+        assert passes / 4000 <= 0.05 + 0.01, n
+    clean = np.zeros(48, dtype=bool)
+    gained = clean.copy()
+    gained[:5] = True  # 5 clean fixes: p = 1/32
+    assert pooled_sign_test(clean, gained, 2.0, 0.05).passed and not pooled_sign_test(clean, gained, 2.0, 0.01).passed
+
+
+def test_pooled_sign_accepts_what_the_two_step_gate_cannot():
+    """One clean fix on a 16-example gate half never passes the two-step gate (its LCB is exactly 0),
+    whatever the probe shows; pooled with four clean fixes on probe it is 5 of 5 (p = 1/32)."""
+    sel_half, gate_half = np.arange(16), np.arange(16, 32)
+    centre = Scores(np.zeros(32), np.zeros(32, dtype=bool))
+    centre_probe = Scores(np.zeros(32), np.zeros(32, dtype=bool))
+    prop = [Candidate(Direction.from_seed(1, 0.1), None, 1.0, 1.0)]
+    calls = []
+
+    def evaluate(direction, split, indices=None):
+        calls.append((split, None if indices is None else len(indices)))
+        fixed = {"probe": 4, "support": 1}[split] if len(direction) else 0
+        correct = np.arange(32 if indices is None else len(indices)) < fixed
+        return Scores(correct.astype(float), correct)
+
+    two = select_and_gate(prop, centre, sel_half, gate_half, 2.0, 1.0, evaluate)
+    assert two.gate_score > 0 and two.gate_lcb == 0.0 and not two.gated
+    op = CorpOperator(config(stage2_test="pooled_sign"), N, [1.0], SEED, 32)
+    op.gate, op.centre_probe = gate_half, centre_probe
+    calls.clear()
+    search, pooled = op._pooled(prop[0].direction, centre, CountedEvaluate(evaluate))
+    assert (pooled.fixes, pooled.regressions, pooled.examples) == (5, 0, 48)
+    assert pooled.p_value == 1 / 32 and pooled.passed and search.accepted
+    assert calls.count(("support", 16)) == 1 and calls.count(("probe", None)) == 3  # the pick, once, on the gate half
+
+
+def test_pooled_sign_rounds_decide_by_the_pooled_test():
+    fake = Planted()
+    op = operator(config(stage2_rounds=2, stage2_test="pooled_sign"), fake)
+    _, updates = play(op, fake)
+    rounds = [u.metrics for u in updates[1:]]
+    assert rounds and all(m["stage2/gated"] == 1 and "stage2/gate_score" not in m for m in rounds)
+    for m in rounds:
+        assert m["stage2/accepted"] == int(m["stage2/pooled_score"] > 0 and m["stage2/pooled_p"] <= 0.05)
+    assert any(m["stage2/accepted"] for m in rounds)
 
 
 def test_corp_paper_uses_the_published_stage2_semantics():
     paper = OmegaConf.load(CONF / "corp_paper.yaml")
-    assert (paper.gate_mode, paper.local_sigma, paper.stage2_step_unit) == ("filter", "sqrt_lambda", "absolute")
+    assert (paper.gate_mode, paper.local_sigma, paper.local_sampler, paper.stage2_step_unit, paper.ess_schedule) == (
+        "filter",
+        "best_sigma",
+        "published",
+        "absolute",
+        "published",
+    )
     with pytest.raises(ValueError, match=r"consolidation.gate_mode=both: must be one of"):
         CorpConfig(gate_mode="both")
+    with pytest.raises(ValueError, match=r"consolidation.local_sigma=sqrt_lambda: .*local_sampler=published"):
+        CorpConfig(local_sigma="sqrt_lambda")
+    with pytest.raises(ValueError, match=r"consolidation.stage2_test=pooled_sign: needs consolidation.gate_mode=best"):
+        CorpConfig(stage2_test="pooled_sign", gate_mode="filter")
+    with pytest.raises(ValueError, match=r"consolidation.sign_level=1.0: must be in \(0, 1\)"):
+        CorpConfig(sign_level=1.0)
+
+
+def test_experiment_paper_is_the_published_setting():
+    cfg = validate(compose_config(["experiment=paper", "output_dir=/tmp/x"]))
+    p, t, c = cfg.perturbation, cfg.task, cfg.consolidation
+    assert (p.population_size, list(p.sigmas), p.noise_mode) == (500, [5e-4, 1e-3, 2e-3], "shared")
+    assert (t.support_size, t.probe_size) == (500, 100)
+    assert (c.local_members, c.stage2_rounds, c.ess_schedule, c.local_sampler) == (100, 3, "published", "published")

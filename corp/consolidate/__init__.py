@@ -24,21 +24,22 @@ class Registered:
 
 def _corp(cfg: Any) -> Operator:
     p = cfg.perturbation
-    return CorpOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, cfg.task.support_size)
+    return CorpOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, cfg.task.support_size,
+                        p.antithetic)  # fmt: skip
 
 
 def _randopt(cfg: Any) -> Operator:
     p = cfg.perturbation
-    return RandOptOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed)
+    return RandOptOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, p.antithetic)
 
 
 def _soup(cfg: Any) -> Operator:
     p = cfg.perturbation
-    return SoupOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed)
+    return SoupOperator(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, p.antithetic)
 
 
 def _es(cfg: Any) -> Operator:
-    return ESOperator(cfg.consolidation, cfg.perturbation.population_size, cfg.seed)
+    return ESOperator(cfg.consolidation, cfg.perturbation.population_size, cfg.seed, cfg.perturbation.antithetic)
 
 
 # Reports list methods in this order: the baselines first, CoRP last.

@@ -85,11 +85,21 @@ def member_seed(run_seed: int, round_idx: int, index: int) -> int:
     return int.from_bytes(digest, "little") & 0x3FFF_FFFF_FFFF_FFFF
 
 
-def isotropic_population(run_seed: int, round_idx: int, size: int, sigmas: Sequence[float]) -> Population:
-    """``size`` members sigma_i * eps(seed_i); sigmas cycle through the list."""
-    seeds = np.array([member_seed(run_seed, round_idx, i) for i in range(size)], dtype=np.int64)
-    sig = np.array([sigmas[i % len(sigmas)] for i in range(size)], dtype=np.float64)
-    return Population([Direction.from_seed(s, c) for s, c in zip(seeds, sig, strict=True)], seeds, sig)
+def isotropic_population(
+    run_seed: int, round_idx: int, size: int, sigmas: Sequence[float], antithetic: bool = False
+) -> Population:
+    """``size`` members sigma_i * eps(seed_i); sigmas cycle through the list.
+
+    ``antithetic`` (mirrored sampling): members 2j and 2j + 1 are +sigma_j * eps(seed_j) and
+    -sigma_j * eps(seed_j), with the seed and sigma of member j of the plain population, so each
+    member is still (seed, +-sigma) and a population of N is the first N members of a larger one.
+    """
+    draws = np.arange(size) // 2 if antithetic else np.arange(size)
+    signs = np.where(antithetic & (np.arange(size) % 2 == 1), -1.0, 1.0)
+    seeds = np.array([member_seed(run_seed, round_idx, int(j)) for j in draws], dtype=np.int64)
+    sig = np.array([sigmas[j % len(sigmas)] for j in draws], dtype=np.float64)
+    members = [Direction.from_seed(s, sign * c) for s, sign, c in zip(seeds, signs, sig, strict=True)]
+    return Population(members, seeds, sig)
 
 
 def rank_members(rewards: np.ndarray) -> np.ndarray:

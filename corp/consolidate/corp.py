@@ -16,7 +16,7 @@ defined, and the operator's round state reads best next to it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -36,16 +36,18 @@ from corp.consolidate.checks import choice as _choice
 from corp.consolidate.checks import fail as _fail
 from corp.consolidate.counted import CountedEvaluate
 from corp.consolidate.observations import stage1_observations, stage2_observations
-from corp.consolidate.records import Refit, Stage1Record, Stage2Record
-from corp.consolidate.stage1 import Candidate, best_on_probe, candidate_grid, min_elite_size
+from corp.consolidate.records import LineSearch, PooledTest, Refit, Stage1Record, Stage2Record
+from corp.consolidate.stage1 import Candidate, best_on_probe, best_sigma, candidate_grid, min_elite_size
 from corp.consolidate.stage2 import (
     constructive_scores,
+    ess_asked,
     ess_target,
     ess_weights,
     fit_cloud,
     line_search,
     local_population,
     next_lambda,
+    pooled_sign_test,
     select_and_gate,
     split_support,
 )
@@ -85,19 +87,37 @@ class CorpConfig(ConsolidationConfig):
     step_grid: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # proposals at eta * g
     line_search: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # probe alpha grid
     ess_start: float = 4.0  # target effective sample size of the refit, first round ...
-    ess_end: float = 2.0  # ... shrinking linearly to this at the last round
-    split_seed: int = 0  # seed of the selection/gate split of the support set
+    ess_end: float = 2.0  # ... shrinking to this at the last round
+    # "linear": the target falls linearly and is asked as it is; "published": it falls geometrically
+    # (16/8/4 over 3 rounds) and min(#positive members, 2 x target) is asked.
+    ess_schedule: str = "linear"
+    # Seed of the selection/gate split of the support set; null: the run seed + 17, as published, so
+    # every run seed also draws its own split (a fixed int gives every seed the same halves).
+    split_seed: int | None = None
     # Stage-2 semantics where ours and the published code differ (docs/method.md §7):
     # "best": only the best proposal on the selection half is tried on the gate half;
     # "filter": every proposal is scored on both halves, and the best by selection among those
     # passing the gate is kept (published).
     gate_mode: str = "best"
-    # Local members' scale: "member": sigma, the stage-1 elite's member length (halved per rejection);
-    # "sqrt_lambda": sigma * sqrt(lambda), the isotropic part's scale alone (published).
+    # Initial sigma of the local members: "member": the stage-1 elite's w2-weighted member length;
+    # "best_sigma": the sigma of perturbation.sigmas whose stage-0 members had the best mean reward
+    # (published). Either way a rejected round halves it.
     local_sigma: str = "member"
+    # Local members a ~ N(0, sigma^2 [lam I + (1 - lam) U L U^T]): "normalised": L from the uncentred
+    # second moment of the cloud, summing to one, so E||a||^2 = sigma^2; "published": L the absolute
+    # eigenvalues of the centred cloud (of order sigma^2, so the low-rank part is negligible and members
+    # are isotropic at sigma * sqrt(lam)).
+    local_sampler: str = "normalised"
     # Proposal steps eta * g: "same": in scale_unit (with "member", they shrink as sigma halves);
     # "absolute": eta is a length in coefficient norm, from the committed stage-1 step (published).
     stage2_step_unit: str = "same"
+    # How a round's step is accepted (docs/method.md §4.3): "two_step" (published): the gate half
+    # (constructive score > 0 and paired LCB > 0), then the probe line search (LCB > 0, no drop);
+    # "pooled_sign": the line search picks alpha on probe and the step is accepted when, on the gate
+    # half and the probe together, its constructive score is > 0 and an exact one-sided sign test on
+    # the examples where it and the centre disagree rejects "no gain" at level sign_level.
+    stage2_test: str = "two_step"
+    sign_level: float = 0.05  # pooled_sign's false-accept rate for a step without gain (per alpha tried)
 
     def __post_init__(self) -> None:
         for key in ("quantiles", "betas", "scales", "step_grid", "line_search"):
@@ -120,14 +140,26 @@ class CorpConfig(ConsolidationConfig):
         _choice("scale_unit", self.scale_unit, ("member", "raw"))
         _choice("stage1_commit", self.stage1_commit, ("if_no_worse", "always"))
         _choice("gate_mode", self.gate_mode, ("best", "filter"))
-        _choice("local_sigma", self.local_sigma, ("member", "sqrt_lambda"))
+        if self.local_sigma == "sqrt_lambda":  # the pre-fix name of the published radius
+            _fail("local_sigma", self.local_sigma, "allowed: member, best_sigma (the published radius "
+                  "sigma * sqrt(lambda) is consolidation.local_sampler=published)")  # fmt: skip
+        _choice("local_sigma", self.local_sigma, ("member", "best_sigma"))
+        _choice("local_sampler", self.local_sampler, ("normalised", "published"))
         _choice("stage2_step_unit", self.stage2_step_unit, ("same", "absolute"))
+        _choice("ess_schedule", self.ess_schedule, ("linear", "published"))
+        _choice("stage2_test", self.stage2_test, ("two_step", "pooled_sign"))
+        if self.stage2_test == "pooled_sign" and self.gate_mode == "filter":
+            _fail("stage2_test", self.stage2_test, "needs consolidation.gate_mode=best: filter chooses on the "
+                  "gate half, which the pooled test must not have seen")  # fmt: skip
+        if not 0.0 < self.sign_level < 1.0:
+            _fail("sign_level", self.sign_level, "must be in (0, 1)")
         _at_least("stage2_rounds", self.stage2_rounds, 0)
         _at_least("local_members", self.local_members, 2)
         _at_least("max_accepted", self.max_accepted, 1)
         _at_least("max_consecutive_rejections", self.max_consecutive_rejections, 1)
         _at_least("rank", self.rank, 1)
-        _at_least("split_seed", self.split_seed, 0)
+        if self.split_seed is not None:
+            _at_least("split_seed", self.split_seed, 0)
         if not 0.0 <= self.lambda_init <= 1.0:
             _fail("lambda_init", self.lambda_init, "must be in [0, 1]")
         for key in ("lambda_reg", "gate_z"):
@@ -163,7 +195,15 @@ class CorpOperator(Operator):
     display_name = "CoRP"
     compared = True  # reports compare its rows with the base and the RandOpt baselines
 
-    def __init__(self, cfg: CorpConfig, population_size: int, sigmas: list[float], seed: int, support_size: int):
+    def __init__(
+        self,
+        cfg: CorpConfig,
+        population_size: int,
+        sigmas: list[float],
+        seed: int,
+        support_size: int,
+        antithetic: bool = False,
+    ):
         if population_size < 2:
             raise ValueError(f"perturbation.population_size={population_size}: CoRP needs at least 2 members")
         small = [q for q in cfg.quantiles if min_elite_size(population_size, q) < 2]
@@ -195,7 +235,9 @@ class CorpOperator(Operator):
         self.population_size = int(population_size)
         self.sigmas = [float(s) for s in sigmas]
         self.seed = int(seed)
-        self.selection, self.gate = split_support(support_size, cfg.split_seed)
+        self.antithetic = bool(antithetic)  # stage 0 only: local members are not mirrored
+        split_seed = self.seed + 17 if cfg.split_seed is None else cfg.split_seed  # published: run seed + 17
+        self.selection, self.gate = split_support(support_size, split_seed)
         self.stage = "stage1"  # -> "stage2" -> "done"
         self.stage2_round = 0  # stage-2 rounds run so far
         self.sigma = 0.0  # stage-2 member scale (absolute, coefficient units)
@@ -211,17 +253,18 @@ class CorpOperator(Operator):
     # -- the loop's interface ---------------------------------------------------------------
     def propose(self, round_idx: int) -> Population | None:
         if self.stage == "stage1":
-            return isotropic_population(self.seed, round_idx, self.population_size, self.sigmas)
+            return isotropic_population(self.seed, round_idx, self.population_size, self.sigmas, self.antithetic)
         if self.stage == "stage2":
             return local_population(
                 self.seed,
                 round_idx,
                 self.cfg.local_members,
-                self.sigma * (math.sqrt(self.lam) if self.cfg.local_sigma == "sqrt_lambda" else 1.0),
+                self.sigma,
                 self.lam,
                 self.components,
                 self.eigenvalues,
                 self.selection,
+                self.cfg.local_sampler,
             )
         return None
 
@@ -254,8 +297,8 @@ class CorpOperator(Operator):
 
         m = cand.merge
         elite = [population.members[i] for i in m.elite]
-        self.components, self.eigenvalues = fit_cloud(elite, m.weights, cfg.rank)
-        self.sigma = m.member_norm
+        self.components, self.eigenvalues = fit_cloud(elite, m.weights, cfg.rank, cfg.local_sampler)
+        self.sigma = best_sigma(population.sigmas, rewards) if cfg.local_sigma == "best_sigma" else m.member_norm
         self.eta = cand.direction.norm() if cfg.stage2_step_unit == "absolute" else cand.scale
         step = cand.direction if commit else None
         if commit:
@@ -301,12 +344,20 @@ class CorpOperator(Operator):
         unit = "absolute" if cfg.stage2_step_unit == "absolute" else cfg.scale_unit
         proposals, duplicates = self._candidates(matrix, basis, member_scores, eta, cfg.step_grid, unit)
         evaluate.prefetch([p.direction for p in proposals])
-        sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
-                              cfg.gate_mode)  # fmt: skip
-        prop = proposals[sel.best]
-        search = None
-        if sel.gated:
-            search = line_search(prop.direction, self._centre_probe(evaluate), cfg.line_search, cfg.gate_z, evaluate)
+        pooled = None
+        if cfg.stage2_test == "pooled_sign":
+            sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
+                                  "select")  # fmt: skip
+            prop = proposals[sel.best]
+            search, pooled = self._pooled(prop.direction, support, evaluate)
+        else:
+            sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
+                                  cfg.gate_mode)  # fmt: skip
+            prop = proposals[sel.best]
+            search = None
+            if sel.gated:
+                search = line_search(prop.direction, self._centre_probe(evaluate), cfg.line_search, cfg.gate_z,
+                                     evaluate)  # fmt: skip
         step = None
         if search is not None and search.accepted:
             alpha = search.alphas[search.pick]
@@ -331,7 +382,7 @@ class CorpOperator(Operator):
             evaluate.prefetch(self.components, basis=True)
         record = Stage2Record(
             round=k,
-            sigma=float(population.sigmas[0]),  # the local members' scale (sigma, or sigma * sqrt(lambda))
+            sigma=float(population.sigmas[0]),
             lam=lam,
             eta=eta,
             member_scores=member_scores,
@@ -340,6 +391,7 @@ class CorpOperator(Operator):
             duplicates=duplicates,
             selection=sel,
             line_search=search,
+            pooled=pooled,
             refit=refit,
             accepted_total=self.accepted,
             consecutive_rejections=self.rejections,
@@ -349,18 +401,37 @@ class CorpOperator(Operator):
         metrics, details = stage2_observations(record)
         return Update(step, metrics, done=self.stage == "done", details=details)
 
+    def _pooled(
+        self, direction: Direction, support: Scores, evaluate: CountedEvaluate
+    ) -> tuple[LineSearch, PooledTest]:
+        """``stage2_test=pooled_sign``: the line search picks alpha on probe; the pick is scored on the
+        gate half, and the sign test on the gate half and the probe together decides the round."""
+        cfg = self.cfg
+        centre_probe = self._centre_probe(evaluate)
+        search = line_search(direction, centre_probe, cfg.line_search, cfg.gate_z, evaluate)
+        gate = evaluate(direction * search.alphas[search.pick], "support", self.gate)
+        pooled = pooled_sign_test(
+            np.concatenate([support.correct[self.gate], centre_probe.correct]),
+            np.concatenate([gate.correct, search.probe[search.pick].correct]),
+            cfg.lambda_reg,
+            cfg.sign_level,
+        )
+        return replace(search, accepted=pooled.passed), pooled
+
     def _refit(self, population: Population, member_scores: np.ndarray, k: int) -> Refit:
-        """Refit (U, Lambda) from the positive members, softmax-weighted to the round's target ESS.
+        """Refit (U, Lambda) from the positive members, softmax-weighted to the round's ESS.
 
         Without a positive member the previous search distribution is kept.
         """
+        cfg = self.cfg
         positive = np.flatnonzero(member_scores > 0)
-        target = ess_target(k, self.cfg.stage2_rounds, self.cfg.ess_start, self.cfg.ess_end)
+        target = ess_target(k, cfg.stage2_rounds, cfg.ess_start, cfg.ess_end, cfg.ess_schedule)
         if not len(positive):
             return Refit(target, positive, None, math.nan, self.eigenvalues, None)
+        target = ess_asked(target, len(positive), cfg.ess_schedule)
         weights, inv_temp = ess_weights(member_scores[positive], target)
         cloud = [population.members[i] for i in positive]
-        self.components, self.eigenvalues = fit_cloud(cloud, weights, self.cfg.rank)
+        self.components, self.eigenvalues = fit_cloud(cloud, weights, cfg.rank, cfg.local_sampler)
         return Refit(target, positive, weights, inv_temp, self.eigenvalues, stack(cloud)[0])
 
     # -- centre caches ----------------------------------------------------------------------

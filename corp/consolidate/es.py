@@ -50,12 +50,15 @@ class ESConfig(ConsolidationConfig):
         self.lr = positive("lr", self.lr)
 
 
-def es_step(seeds: np.ndarray, mean_rewards: np.ndarray, lr: float) -> Direction | None:
-    """alpha/N * sum z_i eps(seed_i); None when the rewards do not differ (no signal)."""
+def es_step(population: Population, mean_rewards: np.ndarray, lr: float) -> Direction | None:
+    """alpha/N * sum z_i s_i eps(seed_i), s_i the sign of member i (+-sigma * eps(seed_i)); None when the
+    rewards do not differ (no signal). A mirrored pair shares its seed, so its two terms add up to
+    alpha/N * (z_+ - z_-) eps(seed)."""
     z = zscore(mean_rewards)
     if not np.any(z):
         return None
-    return Direction(np.asarray(seeds, dtype=np.int64), lr / len(z) * z).pruned()
+    signs = np.array([np.sign(m.coeffs[0]) for m in population.members])
+    return Direction(np.asarray(population.seeds, dtype=np.int64), lr / len(z) * z * signs).pruned()
 
 
 class ESOperator(Operator):
@@ -71,14 +74,14 @@ class ESOperator(Operator):
         label = f"{cls.display_name} (N={n} x {config.get('consolidation.rounds', '?')} rounds)"
         return [ReportRow(label, results.splits["test"].final)]
 
-    def __init__(self, cfg: ESConfig, population_size: int, seed: int) -> None:
-        self.cfg, self.seed = cfg, int(seed)
+    def __init__(self, cfg: ESConfig, population_size: int, seed: int, antithetic: bool = False) -> None:
+        self.cfg, self.seed, self.antithetic = cfg, int(seed), bool(antithetic)
         self.size = cfg.population_size or population_size
 
     def propose(self, round_idx: int) -> Population | None:
         if round_idx >= self.cfg.rounds:
             return None
-        return isotropic_population(self.seed, round_idx, self.size, [self.cfg.sigma])
+        return isotropic_population(self.seed, round_idx, self.size, [self.cfg.sigma], self.antithetic)
 
     def update(
         self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate
@@ -87,7 +90,7 @@ class ESOperator(Operator):
         if population is None or scores is None:
             return Update(None, {}, done=True)
         rewards = scores.mean_rewards
-        step = es_step(population.seeds, rewards, self.cfg.lr)
+        step = es_step(population, rewards, self.cfg.lr)
         metrics: dict[str, Any] = {
             "es/reward_mean": float(rewards.mean()),
             "es/reward_std": float(rewards.std()),

@@ -152,12 +152,17 @@ def stage2_observations(rec: Stage2Record) -> tuple[dict[str, Any], dict[str, An
         "stage2/merge_ess": prop.merge.ess,
         "stage2/alignment_mean": float(prop.merge.alignment.mean()),
         "stage2/dispersion_rel_mean": prop.merge.relative_dispersion,
-        "stage2/gate_score": sel.gate_score,
-        "stage2/gate_mean_diff": sel.gate_mean,
-        Stage2Keys.GATED: int(sel.gated),
+        Stage2Keys.GATED: int(sel.gated or rec.pooled is not None),  # pooled_sign: every round reaches the probe
     }
+    if not math.isnan(sel.gate_score):  # NaN: stage2_test=pooled_sign scores the gate half after the line search
+        metrics["stage2/gate_score"] = sel.gate_score
+        metrics["stage2/gate_mean_diff"] = sel.gate_mean
     if math.isfinite(sel.gate_lcb):
         metrics["stage2/gate_lcb"] = sel.gate_lcb
+    if rec.pooled is not None:
+        pooled = rec.pooled
+        metrics.update({"stage2/pooled_fixes": pooled.fixes, "stage2/pooled_regressions": pooled.regressions,
+                        "stage2/pooled_score": pooled.score, "stage2/pooled_p": pooled.p_value})  # fmt: skip
     details: dict[str, Any] = {
         "stage2/proposal_scores": [
             {

@@ -66,17 +66,21 @@ class RandOptOperator(Operator):
             rows.append(ReportRow(label, acc, passes=int(k), block=1, sort=(n, int(k)), role=ENSEMBLE))
         return rows
 
-    def __init__(self, cfg: RandOptConfig, population_size: int, sigmas: list[float], seed: int) -> None:
+    def __init__(
+        self, cfg: RandOptConfig, population_size: int, sigmas: list[float], seed: int, antithetic: bool = False
+    ) -> None:
         self.cfg = cfg
         self.size = population_size * cfg.population_multiplier
         if max(cfg.vote_ks) > self.size:
             fail("vote_ks", cfg.vote_ks, f"the largest ensemble exceeds the {self.size} members scored")
-        self.sigmas, self.seed = [float(s) for s in sigmas], int(seed)
+        self.sigmas, self.seed, self.antithetic = [float(s) for s in sigmas], int(seed), bool(antithetic)
         self.ranking: np.ndarray | None = None
         self.population: Population | None = None
 
     def propose(self, round_idx: int) -> Population | None:
-        return isotropic_population(self.seed, round_idx, self.size, self.sigmas) if round_idx == 0 else None
+        if round_idx:
+            return None
+        return isotropic_population(self.seed, round_idx, self.size, self.sigmas, self.antithetic)
 
     def update(
         self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate

@@ -46,7 +46,7 @@ class Selection:
     best: int
     gate_score: float  # constructive score of the chosen proposal on the gate half
     gate_mean: float  # its mean paired accuracy difference to the centre there
-    gate_lcb: float  # lower confidence bound of that difference (-inf with < 2 examples)
+    gate_lcb: float  # lower confidence bound of that difference (-inf with < 2 examples; NaN: gate not scored)
     gate_scores: list[float] | None = None  # gate_mode=filter: every proposal's gate score ...
     gate_lcbs: list[float] | None = None  # ... and bound
 
@@ -68,6 +68,19 @@ class LineSearch:
 
 
 @dataclass(frozen=True)
+class PooledTest:
+    """``stage2_test=pooled_sign``: the line search's pick against the centre on the gate half and the
+    probe together."""
+
+    examples: int
+    fixes: int
+    regressions: int
+    score: float  # constructive score over the pooled examples
+    p_value: float  # one-sided exact sign test on the fixes and regressions
+    passed: bool
+
+
+@dataclass(frozen=True)
 class Refit:
     """The search distribution refitted from the round's positive members (unchanged without any)."""
 
@@ -84,7 +97,7 @@ class Stage2Record:
     """One gated stage-2 round."""
 
     round: int  # stage-2 rounds before this one
-    sigma: float  # member scale, mixing weight and step length the round ran with
+    sigma: float  # member scale (before sqrt(lam)), mixing weight and step length the round ran with
     lam: float
     eta: float
     member_scores: np.ndarray  # each member's constructive score on the selection half
@@ -93,6 +106,7 @@ class Stage2Record:
     duplicates: int
     selection: Selection
     line_search: LineSearch | None  # None when the gate refused
+    pooled: PooledTest | None  # stage2_test=pooled_sign: the test that decided the round
     refit: Refit
     accepted_total: int
     consecutive_rejections: int

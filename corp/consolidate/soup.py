@@ -53,14 +53,18 @@ class SoupOperator(Operator):
     name = "soup"
     display_name = "Soup"
 
-    def __init__(self, cfg: SoupConfig, population_size: int, sigmas: list[float], seed: int) -> None:
+    def __init__(
+        self, cfg: SoupConfig, population_size: int, sigmas: list[float], seed: int, antithetic: bool = False
+    ) -> None:
         if cfg.top_k > population_size:
             fail("top_k", cfg.top_k, f"must be <= perturbation.population_size={population_size}")
         self.cfg, self.size = cfg, population_size
-        self.sigmas, self.seed = [float(s) for s in sigmas], int(seed)
+        self.sigmas, self.seed, self.antithetic = [float(s) for s in sigmas], int(seed), bool(antithetic)
 
     def propose(self, round_idx: int) -> Population | None:
-        return isotropic_population(self.seed, round_idx, self.size, self.sigmas) if round_idx == 0 else None
+        if round_idx:
+            return None
+        return isotropic_population(self.seed, round_idx, self.size, self.sigmas, self.antithetic)
 
     def update(
         self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate

@@ -151,6 +151,15 @@ def cloud_stats(matrix: np.ndarray, weights: np.ndarray, eig: np.ndarray) -> tup
     return float(np.exp(-np.sum(p * np.log(p)))), float(mean @ mean) / trace
 
 
+def best_sigma(sigmas: np.ndarray, rewards: np.ndarray) -> float:
+    """The member scale whose members have the best mean reward (ties: the first in member order), as
+    the published code picks stage 2's initial sigma."""
+    sigmas = np.asarray(sigmas, dtype=np.float64)
+    levels = list(dict.fromkeys(sigmas.tolist()))
+    means = [float(np.mean(np.asarray(rewards)[sigmas == s])) for s in levels]
+    return levels[int(np.argmax(means))]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A merged direction scaled to one grid point: what stage 1 probes and stage 2 proposes."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from corp.consolidate.base import Evaluate, Population, Scores, member_seed
-from corp.consolidate.records import LineSearch, Selection
+from corp.consolidate.records import LineSearch, PooledTest, Selection
 from corp.consolidate.stage1 import Candidate, softmax
 from corp.perturb.direction import Direction, weighted_svd
 
@@ -53,18 +53,21 @@ def local_population(
     components: Sequence[Direction],
     eigenvalues: np.ndarray,
     indices: np.ndarray,
+    sampler: str = "normalised",
 ) -> LocalPopulation:
     """Members a_i = sigma * (sqrt(lam) eps_i + sqrt(1 - lam) sum_k sqrt(L_k) z_ik u_k).
 
-    ``eigenvalues`` must sum to one (see ``fit_cloud``) so both parts have unit expected
-    squared norm and E||a_i||^2 = sigma^2 for every lam. Without components the members
-    are isotropic. Scored on ``indices`` of the support split (the selection half).
+    ``sampler="normalised"``: ``eigenvalues`` sum to one (``fit_cloud``), so both parts have unit
+    expected squared norm and E||a_i||^2 = sigma^2 for every lam; without components the members
+    are isotropic at sigma. ``"published"``: the isotropic part is sigma * sqrt(lam) with or without
+    components, and ``eigenvalues`` are absolute (of order sigma^2), as in the published sampler.
+    Scored on ``indices`` of the support split (the selection half).
     """
     seeds = np.array([member_seed(run_seed, round_idx, i) for i in range(size)], dtype=np.int64)
     components = list(components)
     k = len(components)
     z = _stream(run_seed, round_idx).standard_normal((size, k))
-    fresh = sigma * (math.sqrt(lam) if k else 1.0)
+    fresh = sigma * (math.sqrt(lam) if k or sampler == "published" else 1.0)
     coords = sigma * math.sqrt(1.0 - lam) * np.sqrt(np.asarray(eigenvalues, dtype=np.float64)) * z
     members = [
         Direction.combine([Direction.from_seed(int(s)), *components], [fresh, *coords[i]]).pruned()
@@ -82,19 +85,23 @@ def local_population(
     )
 
 
-def fit_cloud(directions: Sequence[Direction], weights: np.ndarray, rank: int) -> tuple[list[Direction], np.ndarray]:
-    """Top-``rank`` principal directions of the weighted second moment, eigenvalues summing to one.
+def fit_cloud(
+    directions: Sequence[Direction], weights: np.ndarray, rank: int, sampler: str = "normalised"
+) -> tuple[list[Direction], np.ndarray]:
+    """Top-``rank`` principal directions of a weighted cloud and their eigenvalues.
 
-    Uncentred, as in CMA-ES's rank-mu update: the directions are displacements from the
-    centre they were drawn around, so the mean displacement (the direction of progress)
-    stays in the subspace instead of being projected out.
+    ``"normalised"``: of the uncentred second moment, eigenvalues summing to one. Uncentred, as in
+    CMA-ES's rank-mu update: the directions are displacements from the centre they were drawn
+    around, so the mean displacement (the direction of progress) stays in the subspace instead of
+    being projected out. ``"published"``: of the centred covariance, eigenvalues in absolute units.
     """
-    components, eig, _ = weighted_svd(directions, weights, rank=rank, center=False)
+    published = sampler == "published"
+    components, eig, _ = weighted_svd(directions, weights, rank=rank, center=published)
     keep = eig > 0
     eig = eig[keep]
     if not len(eig):
         return [], np.zeros(0)
-    return [c.pruned() for c, k in zip(components, keep, strict=True) if k], eig / eig.sum()
+    return [c.pruned() for c, k in zip(components, keep, strict=True) if k], eig if published else eig / eig.sum()
 
 
 def constructive_scores(centre: np.ndarray, correct: np.ndarray, lambda_reg: float) -> np.ndarray:
@@ -116,6 +123,25 @@ def paired_lcb(centre: np.ndarray, other: np.ndarray, z: float) -> tuple[float, 
     if len(diff) < 2:
         return mean, -math.inf
     return mean, mean - z * float(diff.std(ddof=1)) / math.sqrt(len(diff))
+
+
+def sign_p_value(fixes: int, regressions: int) -> float:
+    """One-sided exact p-value of ``fixes`` or more fixes among the fixes + regressions examples where a
+    candidate and the centre disagree, if each were a fix with probability 1/2 (no gain); 1 when none do."""
+    m = fixes + regressions
+    return sum(math.comb(m, j) for j in range(fixes, m + 1)) / 2**m
+
+
+def pooled_sign_test(centre: np.ndarray, correct: np.ndarray, lambda_reg: float, level: float) -> PooledTest:
+    """``stage2_test=pooled_sign`` on one set of examples: passes when the constructive score is > 0 and
+    the sign test's p-value is <= ``level``. For a candidate fixed before these examples were scored, a
+    step without gain passes with probability <= ``level`` (exactly, given how many examples changed)."""
+    centre = np.asarray(centre, dtype=bool)
+    correct = np.asarray(correct, dtype=bool)
+    fixes, regressions = int(np.sum(~centre & correct)), int(np.sum(centre & ~correct))
+    score = float(constructive_scores(centre, correct, lambda_reg))
+    p = sign_p_value(fixes, regressions)
+    return PooledTest(len(centre), fixes, regressions, score, p, score > 0 and p <= level)
 
 
 def ess(weights: np.ndarray) -> float:
@@ -150,11 +176,20 @@ def ess_weights(scores: np.ndarray, target: float, iterations: int = 100) -> tup
     return softmax(b * s), b
 
 
-def ess_target(round_k: int, rounds: int, start: float, end: float) -> float:
-    """Target ESS for stage-2 round ``round_k``: linear from ``start`` (first) to ``end`` (last)."""
+def ess_target(round_k: int, rounds: int, start: float, end: float, schedule: str = "linear") -> float:
+    """Target ESS for stage-2 round ``round_k``, from ``start`` (first) to ``end`` (last): linear, or
+    geometric with ``schedule="published"``."""
     if rounds <= 1:
         return float(start)
-    return float(start + (end - start) * min(round_k, rounds - 1) / (rounds - 1))
+    t = min(round_k, rounds - 1) / (rounds - 1)
+    if schedule == "published":
+        return float(math.exp((1.0 - t) * math.log(start) + t * math.log(end)))
+    return float(start + (end - start) * t)
+
+
+def ess_asked(target: float, positive: int, schedule: str = "linear") -> float:
+    """The ESS the refit asks of ``positive`` members: the target, or min(positive, 2 x target) as published."""
+    return float(min(positive, 2.0 * target)) if schedule == "published" else float(target)
 
 
 def next_lambda(lam: float, share_positive: float) -> float:
@@ -178,8 +213,9 @@ def select_and_gate(
     Best: the highest constructive score; ties go to the larger mean reward gain, then the
     shorter step, then grid order. ``mode="best"`` tries only the best on the gate half;
     ``mode="filter"`` (published) tries every proposal there and keeps the best among those
-    that pass (the best overall when none does). ``centre`` holds the centre's scores on the
-    whole support.
+    that pass (the best overall when none does); ``mode="select"`` leaves the gate half unscored
+    (the pooled test scores the line search's pick there). ``centre`` holds the centre's scores
+    on the whole support.
     """
     c_sel, c_gate = centre.correct[selection], centre.correct[gate]
     sel = [evaluate(p.direction, "support", selection) for p in proposals]
@@ -198,6 +234,8 @@ def select_and_gate(
         best = passing[0] if passing else order[0]
         return Selection(scores, gains, best, *gates[best], gate_scores=[g[0] for g in gates],
                          gate_lcbs=[g[2] for g in gates])  # fmt: skip
+    if mode == "select":
+        return Selection(scores, gains, order[0], math.nan, math.nan, math.nan)
     return Selection(scores, gains, order[0], *gate_of(order[0]))
 
 
