@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from corp.consolidate.stage2 import (
 from corp.perturb.direction import Direction, stack
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
-from tests.conftest import compose_config
+from tests.conftest import ROOT, compose_config
 
 SEED = 7
 N = 32
@@ -647,3 +648,27 @@ def test_experiment_paper_is_the_published_setting():
     assert (p.population_size, list(p.sigmas), p.noise_mode) == (500, [5e-4, 1e-3, 2e-3], "shared")
     assert (t.support_size, t.probe_size) == (500, 100)
     assert (c.local_members, c.stage2_rounds, c.ess_schedule, c.local_sampler) == (100, 3, "published", "published")
+
+
+def test_power_script_decides_like_the_code():
+    """benchmarks/stage2_power.py's pass regions are the code's decisions, for every outcome at n = 16 and 24."""
+    spec = importlib.util.spec_from_file_location("stage2_power", ROOT / "benchmarks" / "stage2_power.py")
+    power = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(power)
+    tail = power.sign_tail(24)
+    for n in (16, 24):
+        f, r = power.outcomes(n)
+        gate, probe, pooled = (
+            power.gate_passes(f, r, n),
+            power.probe_passes(f, r, n),
+            power.pooled_passes(f, r, 0.05, tail),
+        )
+        for i in range(len(f)):
+            centre = np.arange(n) >= f[i]  # the first f[i] examples wrong at the centre, the last r[i] right
+            other = centre.copy()
+            other[: f[i]] = True
+            other[n - r[i] :] = False
+            lcb = paired_lcb(centre, other, 1.0)[1]
+            assert gate[i] == (constructive_scores(centre, other, 2.0) > 0 and lcb > 1e-12), (n, f[i], r[i])
+            assert probe[i] == (lcb > 1e-12 and other.mean() >= centre.mean()), (n, f[i], r[i])
+            assert pooled[i] == pooled_sign_test(centre, other, 2.0, 0.05).passed, (n, f[i], r[i])
