@@ -9,7 +9,7 @@ only if it survives a held-out gate and a probe line search (stage 2). See docs/
 This module holds the config and the state between rounds. The merges and the candidate grid
 are in ``stage1.py``, stage 2's members, selection, gate and line search in ``stage2.py``; each
 round returns a typed record (``records.py``) that ``observations.py`` turns into its metrics.
-It runs a little over 400 lines because ``CorpConfig`` documents each option where it is
+It runs a little under 500 lines because ``CorpConfig`` documents each option where it is
 defined, and the operator's round state reads best next to it.
 """
 
@@ -344,20 +344,15 @@ class CorpOperator(Operator):
         unit = "absolute" if cfg.stage2_step_unit == "absolute" else cfg.scale_unit
         proposals, duplicates = self._candidates(matrix, basis, member_scores, eta, cfg.step_grid, unit)
         evaluate.prefetch([p.direction for p in proposals])
-        pooled = None
-        if cfg.stage2_test == "pooled_sign":
-            sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
-                                  "select")  # fmt: skip
-            prop = proposals[sel.best]
+        pooled_sign = cfg.stage2_test == "pooled_sign"  # the gate half waits for the line search's pick
+        sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
+                              "select" if pooled_sign else cfg.gate_mode)  # fmt: skip
+        prop = proposals[sel.best]
+        search, pooled = None, None
+        if pooled_sign:
             search, pooled = self._pooled(prop.direction, support, evaluate)
-        else:
-            sel = select_and_gate(proposals, support, self.selection, self.gate, cfg.lambda_reg, cfg.gate_z, evaluate,
-                                  cfg.gate_mode)  # fmt: skip
-            prop = proposals[sel.best]
-            search = None
-            if sel.gated:
-                search = line_search(prop.direction, self._centre_probe(evaluate), cfg.line_search, cfg.gate_z,
-                                     evaluate)  # fmt: skip
+        elif sel.gated:
+            search = line_search(prop.direction, self._centre_probe(evaluate), cfg.line_search, cfg.gate_z, evaluate)
         step = None
         if search is not None and search.accepted:
             alpha = search.alphas[search.pick]
