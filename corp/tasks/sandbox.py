@@ -7,9 +7,15 @@ Layers, from the one that matters most:
    namespaces (plus a user namespace when not root) and forks; the fork is PID 1 of the new PID
    namespace and runs the program:
 
-   - the whole filesystem is remounted read-only (``mount_setattr``, recursively), except the
-     scratch folder, a fresh tmpfs capped at ``Limits.scratch_kb`` that is the working directory,
-     ``HOME`` and ``TMPDIR``, and that vanishes with the namespace;
+   - the program sees a new root built from nothing (``pivot_root`` onto an empty tmpfs), holding
+     only what it needs, bound read-only (``view``): the standard library (the base interpreter's,
+     with its own ``site-packages`` covered), each shared library the interpreter and the allowed
+     packages load, ``/etc/ld.so.cache``, ``/dev/null`` and the random devices, and under ``SITE``
+     the packages of ``Limits.packages`` (each with its compiled ``<name>.libs`` and metadata).
+     No task data, run folder, home, cache, repository or working directory exists in there, so no
+     answer key can be read, whatever path or walk the program tries. The only writable place is
+     the scratch folder, a fresh tmpfs capped at ``Limits.scratch_kb`` that is the working
+     directory, ``HOME`` and ``TMPDIR``, and that vanishes with the namespace;
    - a new ``/proc`` shows only the sandbox's own processes, so no other process can be seen,
      signalled or have its ``environ`` read; the network namespace has no interfaces;
    - as root the program runs under an unprivileged uid and gid (``UID_BASE`` + the prologue's
@@ -25,7 +31,8 @@ Layers, from the one that matters most:
    the namespaces, a run with ``isolate=True`` fails closed (``Result.error``); ``isolation()``
    probes once per process, and the code tasks refuse to start without isolation unless
    ``task.allow_unsafe_code=true`` (see ``corp.tasks.code``); such unsafe runs keep only the
-   rlimits and the audit hooks, as the caller's uid, in a scratch folder on the real disk.
+   rlimits and the audit hooks, as the caller's uid, in a scratch folder on the real disk, seeing
+   the whole host (the allowed packages' site-packages folders included).
 
 2. **The parent owns every channel.** stdout, stderr and the result channel (``RESULT_FD`` in the
    child, where a harness writes its answers) are pipes the parent reads with ``select``, each
@@ -44,12 +51,16 @@ result channel and compares in the parent.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import platform
+import re
 import select
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -58,6 +69,9 @@ from functools import lru_cache
 RESULT_FD = 3  # in the child: where a harness writes its answers (a pipe the parent reads)
 UID_BASE = 1_000_000  # sandboxed programs run as UID_BASE + pid when started as root
 _GRACE_S = 3.0  # the parent's deadline past the watchdog's, for start-up under load
+SITE = "/site"  # in the sandbox: the folder holding the allowed packages
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # the syscall's number (glibc has no wrapper)
 
 # The trusted prologue. argv: payload path, status fd, result fd. Runs as the caller until it
 # drops privileges; every step that fails fails the run (never silently less isolation).
@@ -110,6 +124,9 @@ def main():
     hooks()
     sys.argv = ["main.py"]
     sys.path[0:0] = [scratch]
+    sys.path += cfg["view"]["path"]
+    import site  # -S skipped it: only the builtins it adds (exit, quit, help), not its search for packages
+    site.setquit(); site.setcopyright(); site.sethelper()
 
 def watch(pid, status, timeout_s):
     # Outside the namespaces: nothing of the program can reach this process.
@@ -137,6 +154,9 @@ def watch(pid, status, timeout_s):
     os._exit(0)
 
 def isolate(libc, scratch, cfg, uid):
+    # A new root, built from nothing: an empty tmpfs holding only the binds of the view (the
+    # standard library, the libraries the interpreter loads, the allowed packages under SITE),
+    # a few device nodes, /proc and the scratch folder. Everything else of the host is gone.
     import ctypes
     def check(ok, what):
         if not ok:
@@ -144,42 +164,41 @@ def isolate(libc, scratch, cfg, uid):
     mount = libc.mount
     mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
     check(mount(None, b"/", None, 0x4000 | 0x40000, None) == 0, "private /")  # MS_REC | MS_PRIVATE
-    if uid is not None:
-        expose(mount, check)
+    root, view = cfg["root"], cfg["view"]
+    check(mount(b"tmpfs", root.encode(), b"tmpfs", 0x2 | 0x4, b"size=64k,nr_inodes=4096,mode=0755") == 0, "new root")
+    for name, target in view["symlinks"]:
+        os.symlink(target, root + name)
+    for source, target in view["binds"]:
+        inside = root + target
+        if os.path.isdir(source):
+            os.makedirs(inside, 0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(inside), 0o755, exist_ok=True)
+            os.close(os.open(inside, os.O_WRONLY | os.O_CREAT, 0o644))
+        check(mount(source.encode(), inside.encode(), None, 0x1000 | 0x4000, None) == 0, f"bind {source}")  # MS_BIND|MS_REC
+    for target in view["covers"]:  # e.g. the base interpreter's own site-packages inside the standard library
+        check(mount(b"tmpfs", (root + target).encode(), b"tmpfs", 0x2 | 0x4, b"size=4k,nr_inodes=16,mode=0755") == 0,
+              f"cover {target}")
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{root}/dev/{name}")
+    for path in ("/proc", scratch):
+        os.makedirs(root + path, 0o755, exist_ok=True)
+    libc.syscall.restype = ctypes.c_long
+    os.chdir(root)
+    check(libc.syscall(cfg["pivot_root"], b".", b".") == 0, "pivot_root")
+    check(libc.umount2(b".", 2) == 0, "detach the old root")  # MNT_DETACH
+    os.chdir("/")
     class MountAttr(ctypes.Structure):
         _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
                     ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-    attr = MountAttr(1, 0, 0, 0)  # MOUNT_ATTR_RDONLY
-    libc.syscall.restype = ctypes.c_long
+    attr = MountAttr(0x1 | 0x2, 0, 0, 0)  # MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID
     check(libc.syscall(442, -100, b"/", 0x8000, ctypes.byref(attr), ctypes.sizeof(attr)) == 0,
           "read-only /")  # mount_setattr(AT_FDCWD, "/", AT_RECURSIVE, ...)
     owner = 0 if uid is None else uid
     options = f"size={cfg['scratch_kb']}k,nr_inodes=4096,mode=0700,uid={owner},gid={owner}".encode()
     check(mount(b"tmpfs", scratch.encode(), b"tmpfs", 0x2 | 0x4, options) == 0, "scratch tmpfs")  # NOSUID|NODEV
     check(mount(b"proc", b"/proc", b"proc", 0x2 | 0x4 | 0x8, None) == 0, "/proc")  # NOSUID|NODEV|NOEXEC
-
-def expose(mount, check):
-    # Python itself may live where the program's uid cannot pass (pyenv under /root, mode 0700).
-    # Cover each such folder with an empty tmpfs and bind back only Python's own folders: the
-    # interpreter becomes reachable and everything else there (root's files) disappears.
-    needed = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, *sys.path) if os.path.isdir(p)})
-    needed = [p for i, p in enumerate(needed) if not any(p.startswith(q + "/") for q in needed[:i])]
-    blocked = {}
-    for path in needed:
-        parts = path.split("/")
-        for i in range(2, len(parts)):
-            folder = "/".join(parts[:i])
-            if not os.stat(folder).st_mode & 0o001:
-                blocked.setdefault(folder, []).append(path)
-                break
-    for folder, paths in blocked.items():
-        fds = [os.open(p, os.O_PATH | os.O_DIRECTORY) for p in paths]
-        check(mount(b"tmpfs", folder.encode(), b"tmpfs", 0x2 | 0x4, b"size=64k,mode=0755") == 0, f"cover {folder}")
-        for path, fd in zip(paths, fds):
-            os.makedirs(path, 0o755, exist_ok=True)
-            check(mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None, 0x1000 | 0x4000, None) == 0,
-                  f"bind {path}")  # MS_BIND | MS_REC
-            os.close(fd)
 
 def drop(libc, uid, gid, cfg):
     import ctypes
@@ -222,7 +241,7 @@ try:
 except BaseException as err:  # a setup failure: report it on stderr and fail the run
     sys.stderr.write(f"sandbox setup failed: {type(err).__name__}: {err}\n")
     os._exit(125)
-del main, watch, isolate, expose, drop, hooks
+del main, watch, isolate, drop, hooks
 import runpy
 runpy.run_path("main.py", run_name="__main__")
 """
@@ -238,6 +257,7 @@ class Limits:
     output_kb: int = 1024  # kept of stdout, of stderr and of the result channel, each; a pipe is closed past it
     scratch_kb: int = 16384  # the writable scratch folder, all files together (tmpfs size)
     processes: int = 32  # processes and threads of the run (RLIMIT_NPROC)
+    packages: tuple[str, ...] = ()  # importable besides the standard library (top-level names in site-packages)
     isolate: bool = True  # namespaces required; False: rlimits, uid drop and audit hooks only (unsafe)
 
 
@@ -267,11 +287,18 @@ def run_python(source: str, limits: Limits = Limits(), files: dict[str, str] | N
 
 
 def _run(source: str, limits: Limits, files: dict[str, str]) -> Result:
+    try:
+        seen = view(tuple(limits.packages)) if limits.isolate else {"path": host_path(tuple(limits.packages))}
+    except ValueError as err:  # fails closed: never a wider view
+        return Result(None, False, "", "", b"", f"sandbox setup failed: {err}")
     with tempfile.TemporaryDirectory(prefix="corp-sandbox-") as tmp:
         scratch = os.path.join(os.path.realpath(tmp), "scratch")
         os.mkdir(scratch, 0o700)
+        os.mkdir(os.path.join(tmp, "root"), 0o700)  # where the new root is mounted (in the namespace only)
         payload = {
-            "scratch": scratch, "files": {**files, "main.py": source}, "isolate": limits.isolate,
+            "scratch": scratch, "root": os.path.join(os.path.realpath(tmp), "root"), "view": seen,
+            "pivot_root": PIVOT_ROOT.get(platform.machine(), -1),
+            "files": {**files, "main.py": source}, "isolate": limits.isolate,
             "timeout_s": limits.timeout_s, "cpu_s": limits.cpu_s, "memory": limits.memory_mb * 2**20,
             "fsize": limits.scratch_kb * 1024, "scratch_kb": limits.scratch_kb, "processes": limits.processes,
             "uid_base": UID_BASE, "result_fd": RESULT_FD,
@@ -283,7 +310,8 @@ def _run(source: str, limits: Limits, files: dict[str, str]) -> Result:
         status_r, status_w = os.pipe()
         result_r, result_w = os.pipe()
         try:
-            cmd = [sys.executable, "-I", "-B", "-X", "utf8", "-c", PROLOGUE, payload_path, str(status_w), str(result_w)]
+            # -S: site-packages is not on sys.path and no .pth file runs; the prologue adds the view's path.
+            cmd = [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", PROLOGUE, payload_path, str(status_w), str(result_w)]
             proc = subprocess.Popen(
                 cmd, cwd=tmp, env={"LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=(status_w, result_w), start_new_session=True,
@@ -370,6 +398,104 @@ def _finish(proc: subprocess.Popen, deadline: float) -> bool:
         pass
     proc.wait()
     return True
+
+
+def stdlib_dirs() -> list[str]:
+    """The standard library's folders: the base interpreter's (a venv has none of its own)."""
+    paths = {sysconfig.get_path(key, vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix,
+                                           "installed_base": sys.base_prefix, "installed_platbase": sys.base_exec_prefix})
+             for key in ("stdlib", "platstdlib")}  # fmt: skip
+    return _outermost(os.path.realpath(p) for p in paths if os.path.isdir(p))
+
+
+def _outermost(paths) -> list[str]:
+    """Sorted, without the paths that lie inside another one."""
+    paths = sorted(set(paths))
+    return [p for i, p in enumerate(paths) if not any(_inside(p, q) for q in paths[:i])]
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def site_dirs() -> list[str]:
+    """Where an allowed package may come from: this interpreter's (or venv's) site-packages."""
+    return _outermost(os.path.realpath(sysconfig.get_path(key)) for key in ("purelib", "platlib"))
+
+
+def package_paths(name: str) -> list[str]:
+    """The folders and files that make up the installed package ``name`` (its module or package, its
+    auditwheel ``<name>.libs`` folder of compiled dependencies, its ``.dist-info``). ValueError
+    when ``name`` is not a top-level package installed in ``site_dirs()``."""
+    if not name.isidentifier():
+        raise ValueError(f"package {name!r}: expected a top-level import name such as 'numpy'")
+    spec = importlib.util.find_spec(name)  # a top-level name: nothing is imported
+    if spec is None:
+        raise ValueError(f"package {name!r} is not installed")
+    found = [os.path.realpath(p) for p in (spec.submodule_search_locations or [spec.origin]) if p]
+    homes = {os.path.dirname(p) for p in found}
+    if not found or not homes <= set(site_dirs()):
+        raise ValueError(f"package {name!r} lives in {', '.join(sorted(homes)) or 'no folder'}, not in site-packages "
+                         f"({', '.join(site_dirs())}); the standard library is always visible")  # fmt: skip
+    from importlib.metadata import packages_distributions
+
+    dists = {re.sub(r"[-_.]+", "_", d).lower() for d in packages_distributions().get(name, [])}
+    for home in homes:
+        for entry in os.listdir(home):
+            if entry == f"{name}.libs" or (entry.endswith(".dist-info") and entry.split("-")[0].lower() in dists):
+                found.append(os.path.join(home, entry))
+    return sorted(set(found))
+
+
+def host_path(packages: tuple[str, ...]) -> list[str]:
+    """Without isolation: the site-packages folders that hold the allowed packages, whole."""
+    return sorted({os.path.dirname(p) for name in packages for p in package_paths(name)})
+
+
+@lru_cache(maxsize=8)
+def view(packages: tuple[str, ...]) -> dict:
+    """What an isolated program sees besides its scratch folder and /proc, computed once per
+    process and allow-list: ``binds`` (host path, path inside), ``covers`` (folders hidden under
+    an empty tmpfs), ``symlinks`` (the host's top-level ones the library paths go through) and
+    ``path`` (added to ``sys.path``). ValueError for a package that cannot be allowed, or a
+    folder to bind that holds what must stay hidden (the working directory, home, caches)."""
+    binds = [(p, p) for p in stdlib_dirs()]
+    covers = [os.path.join(p, sub) for p in stdlib_dirs() for sub in ("site-packages", "dist-packages")
+              if os.path.isdir(os.path.join(p, sub))]  # fmt: skip
+    shown = [p for name in packages for p in package_paths(name)]
+    binds += [(p, f"{SITE}/{os.path.basename(p)}") for p in shown]
+    libraries = _libraries([sys.executable, *_shared_objects([p for p, _ in binds], covers)])
+    libraries = [lib for lib in libraries if not any(_inside(os.path.realpath(lib), p) for p, _ in binds)]
+    binds += [(lib, os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))) for lib in libraries]
+    binds += [(p, p) for p in ("/etc/ld.so.cache", *DEVICES) if os.path.exists(p)]
+    hidden = [os.getcwd(), os.path.expanduser("~"), os.path.expanduser("~/.cache"), os.environ.get("HF_HOME", "")]
+    for source, _ in binds:
+        bad = [h for h in hidden if h and _inside(os.path.realpath(h), source)]
+        if source == "/" or bad:
+            raise ValueError(f"the sandbox would show {source}, which holds {bad[0] if bad else 'everything'}")
+    tops = {lib.split("/")[1] for lib in libraries}
+    symlinks = [(f"/{t}", os.readlink(f"/{t}")) for t in sorted(tops) if os.path.islink(f"/{t}")]
+    return {"binds": binds, "covers": covers, "symlinks": symlinks, "path": [SITE] if packages else []}
+
+
+def _shared_objects(folders: list[str], skip: list[str]) -> list[str]:
+    """The compiled extension modules under ``folders``, not under ``skip``."""
+    found = []
+    for folder in folders:
+        if os.path.isdir(folder):
+            for parent, subs, names in os.walk(folder):
+                subs[:] = [d for d in subs if os.path.join(parent, d) not in skip]
+                found += [os.path.join(parent, n) for n in names if n.endswith(".so") or ".so." in n]
+    return found
+
+
+def _libraries(objects: list[str]) -> list[str]:
+    """The shared libraries ``objects`` load, as the dynamic loader resolves them (``ldd``)."""
+    out = subprocess.run(["ldd", *objects], capture_output=True, text=True, check=False).stdout
+    libraries = {os.path.normpath(m) for m in re.findall(r"^\s+(?:\S+ => )?(/\S+) \(0x", out, re.MULTILINE)}
+    if not libraries:
+        raise ValueError("ldd found no shared libraries of the interpreter")
+    return sorted(libraries)
 
 
 @lru_cache(maxsize=1)
