@@ -29,13 +29,13 @@ import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from corp.tasks.base import Example, register_task
 from corp.tasks.dataset import DataConfig, DatasetTask, column
-from corp.tasks.judge import SAFE_CALLS, NotConvertible, Suite, from_asserts, judge, record, run_suite
-from corp.tasks.sandbox import Limits, isolation
+from corp.tasks.judge import SAFE_CALLS, NotConvertible, Suite, failure, from_asserts, record, run_suite
+from corp.tasks.sandbox import Limits, host_path, isolation, view
 
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL | re.IGNORECASE)
 CACHE_SIZE = 8192
@@ -50,6 +50,8 @@ class CodeConfig(DataConfig):
     memory_mb: int = 1024  # address-space limit of the program
     workers: int = 0  # programs run in parallel by rewards(); 0: one per CPU core
     allow_unsafe_code: bool = False  # true: run generated code even where the sandbox cannot isolate it
+    # Importable by a solution besides the standard library: top-level names installed in site-packages.
+    allowed_packages: list[str] = field(default_factory=lambda: ["numpy"])
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,6 +61,9 @@ class CodeConfig(DataConfig):
             raise ValueError(f"task.memory_mb={self.memory_mb!r}: must be an integer >= 64")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ValueError(f"task.workers={self.workers!r}: must be an integer >= 0")
+        bad = [p for p in self.allowed_packages if not (isinstance(p, str) and p.isidentifier())]
+        if bad:
+            raise ValueError(f"task.allowed_packages: {bad[0]!r} is not a top-level import name (such as 'numpy')")
 
 
 def extract_code(completion: str) -> str:
@@ -96,10 +101,15 @@ class CodeTask(DatasetTask):
                 "set task.allow_unsafe_code=true only to run model-written code as your own user with nothing but "
                 "rlimits and audit hooks between it and your files, processes, secrets and network"
             )
+        packages = tuple(cfg.allowed_packages)
+        try:  # once per process; a package that cannot be shown is bad input, not a failed run
+            view(packages) if reason is None else host_path(packages)
+        except ValueError as err:
+            raise ValueError(f"task.allowed_packages={list(packages)}: {err}") from None
         self.limits = Limits(timeout_s=float(cfg.timeout_s), cpu_s=max(1, int(cfg.timeout_s) + 1),
-                             memory_mb=int(cfg.memory_mb), isolate=reason is None)  # fmt: skip
+                             memory_mb=int(cfg.memory_mb), packages=packages, isolate=reason is None)  # fmt: skip
         self.workers = int(cfg.workers) or os.cpu_count() or 1
-        self._cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], str | None] = OrderedDict()  # why it failed; None: passed
         self._suites: dict[str, Suite | None] = {}
         self._lock = threading.Lock()
 
@@ -123,18 +133,29 @@ class CodeTask(DatasetTask):
                     self._suites[key] = None
             return self._suites[key]
 
-    def passes(self, program: str, example: Example) -> bool:
-        """Whether ``program`` (see ``program``) passes every test of ``example`` (cached)."""
+    def verdict(self, program: str, example: Example) -> str | None:
+        """Why ``program`` (see ``program``) fails the tests of ``example``, in one line; None when
+        it passes every one (cached)."""
         key = (program, self.dedup_key(example))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         suite = self.suite(example)
-        passed = suite is not None and judge(suite, run_suite(program, suite, self.limits))
-        self._cache[key] = passed
+        why = "its tests cannot be judged" if suite is None else failure(suite, run_suite(program, suite, self.limits))
+        if why and why.startswith("ModuleNotFoundError"):
+            why += f" (task.allowed_packages: {', '.join(self.limits.packages) or 'none'}; the standard library is importable)"
+        self._cache[key] = why
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        return passed
+        return why
+
+    def passes(self, program: str, example: Example) -> bool:
+        """Whether ``program`` passes every test of ``example`` (cached)."""
+        return self.verdict(program, example) is None
+
+    def failure(self, completion: str, example: Example) -> str | None:
+        """Why ``completion`` earns 0 (for ``python -m corp.tasks.score``); None when it earns 1."""
+        return self.verdict(self.program(completion, example), example)
 
     def extract(self, completion: str) -> str | None:
         return code_key(extract_code(completion))
@@ -157,7 +178,7 @@ class CodeTask(DatasetTask):
     def record_limits(self) -> Limits:
         """Limits of the one run of a reference solution that records a suite: generous."""
         return Limits(timeout_s=max(30.0, self.limits.timeout_s), cpu_s=max(30, self.limits.cpu_s),
-                      memory_mb=self.limits.memory_mb, isolate=self.limits.isolate)  # fmt: skip
+                      memory_mb=self.limits.memory_mb, packages=self.limits.packages, isolate=self.limits.isolate)  # fmt: skip
 
 
 @dataclass

@@ -386,27 +386,38 @@ def record(reference: str, functions: list[str], script: str, limits: Limits) ->
     return suite
 
 
-def judge(suite: Suite, result: Result) -> bool:
-    """Whether every check holds on the outputs the child returned; False on anything malformed."""
+def failure(suite: Suite, result: Result) -> str | None:
+    """Why the outputs the child returned fail the suite, in one line; None when every check holds.
+    Anything malformed fails."""
     if not result.ok:
-        return False
+        if result.error or result.timed_out:
+            return result.error or "timed out"
+        lines = result.stderr.strip().splitlines()
+        return lines[-1] if lines else f"exit status {result.returncode}"  # e.g. ModuleNotFoundError: ...
     try:
         answers = json.loads(result.data)
         if type(answers) is not list or len(answers) != len(suite.calls):
-            return False
+            return "the program did not return one output per test call"
         outputs = {}
         for i, answer in enumerate(answers):
-            if type(answer) is not list or len(answer) != 2 or answer[0] != "ok":
-                return False
+            if type(answer) is not list or len(answer) != 2:
+                return "malformed output"
+            if answer[0] != "ok":  # the child's word, so cut short
+                return f"test call {i} raised {str(answer[1])[:80]}"
             outputs[f"_o{i}"] = decode(answer[1])
-        for kind, check in suite.checks:
+        for i, (kind, check) in enumerate(suite.checks):
             if kind == "expr":
                 if not evaluate(check, outputs):  # truthiness of plain data: ``assert f(x)`` as written
-                    return False
+                    return f"check {i} failed: {ast.unparse(check)}"
             else:
                 slot, expected = check
                 if not strict_eq(outputs[f"_o{slot}"], expected, RECORD_TOL):
-                    return False
-        return True
-    except Exception:  # malformed data, or a check that raises on these outputs (e.g. None < 1)
-        return False
+                    return f"check {i} failed: a recorded output differs"
+        return None
+    except Exception as err:  # malformed data, or a check that raises on these outputs (e.g. None < 1)
+        return f"malformed output ({type(err).__name__})"
+
+
+def judge(suite: Suite, result: Result) -> bool:
+    """Whether every check holds on the outputs the child returned; False on anything malformed."""
+    return failure(suite, result) is None

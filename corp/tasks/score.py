@@ -6,8 +6,9 @@ The task is composed from ``conf/task/<name>.yaml`` with the ``key=value`` overr
 may be left out), exactly as a run would build it. ``--index I`` is the I-th example of the
 task's test split in dataset order (HumanEval: problem ``HumanEval/I``; MBPP: the I-th problem
 of the test split); tasks without data files number the examples they generate from
-``task.data_seed``. Prints one JSON object (``reward``, ``solved``, ``answer``); bad input prints
-one line and exits with status 2.
+``task.data_seed``. Prints one JSON object (``reward``, ``solved``, ``answer``, and for the code
+tasks ``error``: why the program earns 0, e.g. ``ModuleNotFoundError: No module named 'torch'``,
+or null); bad input prints one line and exits with status 2.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def score(name: str, index: int, completion: str, overrides: list[str]) -> dict[
     task = build(name, overrides)
     example = example_at(task, index)
     reward = float(task.rewards([completion], [example])[0])
-    return {"task": name, "index": index, "reward": reward, "solved": bool(task.is_correct(completion, example)),
-            "answer": task.extract(completion)}  # fmt: skip
+    out = {"task": name, "index": index, "reward": reward, "solved": bool(task.is_correct(completion, example)),
+           "answer": task.extract(completion)}  # fmt: skip
+    if hasattr(task, "failure"):  # the code tasks say why a program earns 0 (a traceback's last line, a failed check)
+        out["error"] = task.failure(completion, example)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
