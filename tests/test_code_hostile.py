@@ -214,11 +214,14 @@ def test_the_score_cli_prints_one_json_object_and_fails_with_status_2(tmp_path: 
     ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) | {"answer": None} == {
+    scored = json.loads(out.stdout)
+    assert scored["error"].startswith("check ")  # why it earns 0: a check failed in the parent
+    assert scored | {"answer": None, "error": None} == {
         "task": "humaneval",
         "index": 2,
         "reward": 0.0,
         "solved": False,
         "answer": None,
+        "error": None,
     }
     # bad input (one line, status 2) is checked on main() in this process: tests/test_tasks.py

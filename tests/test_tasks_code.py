@@ -167,7 +167,11 @@ def test_all_164_humaneval_canonical_solutions_pass() -> None:
     assert [ex.meta["entry_point"] for ex, r in zip(data, rewards) if r < 1.0] == []
 
 
-@pytest.mark.parametrize(("kw", "key"), [({"timeout_s": 0}, "task.timeout_s"), ({"memory_mb": 8}, "task.memory_mb")])
+@pytest.mark.parametrize(
+    ("kw", "key"),
+    [({"timeout_s": 0}, "task.timeout_s"), ({"memory_mb": 8}, "task.memory_mb"),
+     ({"allowed_packages": ["numpy.linalg"]}, "task.allowed_packages")],
+)  # fmt: skip
 def test_code_config_validation(kw, key) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         MBPPConfig(**kw)
