@@ -420,7 +420,10 @@ def _inside(path: str, folder: str) -> bool:
 
 def site_dirs() -> list[str]:
     """Where an allowed package may come from: this interpreter's (or venv's) site-packages."""
-    return _outermost(os.path.realpath(sysconfig.get_path(key)) for key in ("purelib", "platlib"))
+    import site
+
+    found = [sysconfig.get_path(key) for key in ("purelib", "platlib")] + site.getsitepackages()
+    return _outermost(os.path.realpath(p) for p in found if os.path.isdir(p))
 
 
 def package_paths(name: str) -> list[str]:
@@ -464,11 +467,12 @@ def view(packages: tuple[str, ...]) -> dict:
               if os.path.isdir(os.path.join(p, sub))]  # fmt: skip
     shown = [p for name in packages for p in package_paths(name)]
     binds += [(p, f"{SITE}/{os.path.basename(p)}") for p in shown]
-    libraries = _libraries([sys.executable, *_shared_objects([p for p, _ in binds], covers)])
+    libraries = sorted({lib for p in [sys.executable, *(p for p, _ in binds)] for lib in _libraries(p, tuple(covers))})
     libraries = [lib for lib in libraries if not any(_inside(os.path.realpath(lib), p) for p, _ in binds)]
     binds += [(lib, os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))) for lib in libraries]
     binds += [(p, p) for p in ("/etc/ld.so.cache", *DEVICES) if os.path.exists(p)]
-    hidden = [os.getcwd(), os.path.expanduser("~"), os.path.expanduser("~/.cache"), os.environ.get("HF_HOME", "")]
+    hidden = [os.getcwd(), os.path.expanduser("~"), os.path.expanduser("~/.cache"),
+              os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HF_HOME", "")]
     for source, _ in binds:
         bad = [h for h in hidden if h and _inside(os.path.realpath(h), source)]
         if source == "/" or bad:
@@ -478,24 +482,22 @@ def view(packages: tuple[str, ...]) -> dict:
     return {"binds": binds, "covers": covers, "symlinks": symlinks, "path": [SITE] if packages else []}
 
 
-def _shared_objects(folders: list[str], skip: list[str]) -> list[str]:
-    """The compiled extension modules under ``folders``, not under ``skip``."""
-    found = []
-    for folder in folders:
-        if os.path.isdir(folder):
-            for parent, subs, names in os.walk(folder):
-                subs[:] = [d for d in subs if os.path.join(parent, d) not in skip]
-                found += [os.path.join(parent, n) for n in names if n.endswith(".so") or ".so." in n]
-    return found
-
-
-def _libraries(objects: list[str]) -> list[str]:
-    """The shared libraries ``objects`` load, as the dynamic loader resolves them (``ldd``)."""
-    out = subprocess.run(["ldd", *objects], capture_output=True, text=True, check=False).stdout
-    libraries = {os.path.normpath(m) for m in re.findall(r"^\s+(?:\S+ => )?(/\S+) \(0x", out, re.MULTILINE)}
-    if not libraries:
-        raise ValueError("ldd found no shared libraries of the interpreter")
-    return sorted(libraries)
+@lru_cache(maxsize=64)
+def _libraries(path: str, skip: tuple[str, ...]) -> list[str]:
+    """The shared libraries that the executable ``path``, or the extension modules in the folder
+    ``path`` (not under ``skip``), load, as the dynamic loader resolves them (``ldd``)."""
+    objects = [path] if path == sys.executable or path.endswith(".so") else []
+    if os.path.isdir(path):
+        for parent, subs, names in os.walk(path):
+            subs[:] = [d for d in subs if os.path.join(parent, d) not in skip]
+            objects += [os.path.join(parent, n) for n in names if n.endswith(".so") or ".so." in n]
+    if not objects:
+        return []
+    try:
+        out = subprocess.run(["ldd", *objects], capture_output=True, text=True, check=False).stdout
+    except OSError as err:
+        raise ValueError(f"cannot list the shared libraries to show: ldd: {err}") from None
+    return sorted({os.path.normpath(m) for m in re.findall(r"^\s+(?:\S+ => )?(/\S+) \(0x", out, re.MULTILINE)})
 
 
 @lru_cache(maxsize=1)
