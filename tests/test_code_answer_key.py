@@ -18,7 +18,7 @@ import pytest
 
 from corp.tasks import build_task
 from corp.tasks.code import HumanEvalConfig, MBPPConfig
-from corp.tasks.sandbox import SITE, Limits, isolation, run_python, view
+from corp.tasks.sandbox import SITE, Limits, isolation, run_python, stdlib_dirs, view
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANT = Path(f"/tmp/corp-answer-key-{os.getpid()}")  # a run folder and a custom task's file, planted below
@@ -196,3 +196,11 @@ def test_an_allowed_package_imports_and_one_outside_the_list_fails_with_a_clear_
 def test_a_package_that_cannot_be_allowed_is_refused_in_one_line(packages, message) -> None:
     with pytest.raises(ValueError, match=rf"^task\.allowed_packages=\[.*\]: package {message}"):
         build_task(HumanEvalConfig(allowed_packages=packages))
+
+
+def test_a_folder_to_show_that_holds_the_working_directory_is_refused(monkeypatch) -> None:
+    # Were the standard library to hold the run (a folder inside it as the working directory),
+    # binding it would show the run: the view refuses, and a sandboxed run fails closed.
+    monkeypatch.chdir(os.path.join(stdlib_dirs()[0], "json"))
+    with pytest.raises(ValueError, match=r"^the sandbox would show .*, which holds .*/json$"):
+        view.__wrapped__(())

@@ -73,7 +73,9 @@ def test_infinite_loop_is_killed_at_the_wall_clock_limit() -> None:
 
 
 def test_memory_hog_hits_the_memory_limit() -> None:
-    result = run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n", FAST)
+    # a generous clock: zeroing 256 MB on a loaded machine must end at the memory limit, not the deadline
+    limits = Limits(timeout_s=20.0, cpu_s=20, memory_mb=256)
+    result = run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n", limits)
     assert not result.ok and not result.timed_out and "MemoryError" in result.stderr
 
 
