@@ -33,7 +33,8 @@ def main(cfg: DictConfig) -> float | None:
               "run the same command again to continue", file=sys.stderr)  # fmt: skip
         sys.exit(sig.exit_code)
     # the value sweepers optimise (hydra/sweeper=corp_optuna); mode=eval without the probe split has none
-    return results.get("probe", {}).get("final")
+    probe = results.splits.get("probe")
+    return probe.final if probe is not None else None
 
 
 if __name__ == "__main__":

@@ -37,13 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import corp.consolidate.corp as corp_module  # noqa: E402
-from corp.consolidate.base import PopulationScores, Scores, member_seed  # noqa: E402
+from corp.consolidate.base import member_seed  # noqa: E402
 from corp.consolidate.corp import CorpConfig, CorpOperator  # noqa: E402
 from corp.consolidate.stage1 import elite_indices  # noqa: E402
 from corp.consolidate.stage2 import LocalPopulation  # noqa: E402
 from corp.perturb.direction import Direction, seed_basis  # noqa: E402
 from corp.perturb.noise import NoiseSource  # noqa: E402
 from corp.perturb.space import ParameterSpace  # noqa: E402
+from corp.scores import PopulationScores, Scores  # noqa: E402
 
 SUPPORT, PROBE = 500, 100
 THRESHOLD_MAX, WINDOW = 4.0, 3.0  # example j is solved for lo_j < p < lo_j + WINDOW, lo_j ~ U(-0.3, THRESHOLD_MAX)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,44 +23,33 @@ import torch
 from lightning.fabric import Fabric
 from tqdm.auto import tqdm
 
-from corp.consolidate.base import Population, PopulationScores, Scores
+from corp.consolidate.base import Population
 from corp.observe.callbacks import Callbacks, PointScored
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
+from corp.results import Budget
+from corp.scores import PopulationScores, Scores
 from corp.scoring.scorer import Scorer
 from corp.store import ScoreStore, direction_key, save_scored
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Budget:
-    """What training spent; the unit of every matched-budget comparison."""
-
-    members_scored: int = 0  # population members the method consumed (scored here or reused)
-    members_reused: int = 0  # ... of which taken from saved scores (population.load)
-    example_evals: int = 0  # examples decoded while training (members + candidate evaluations)
-    example_evals_reused: int = 0  # ... of which taken from saved scores
-    candidate_evals: int = 0  # evaluate() calls made by the operator
-    failed_points: int = 0  # members or candidates whose rewards were NaN/inf, scored as failed
-    noise_draws: float = 0.0  # whole-model noise vectors generated
-    rounds: int = 0
-
-
-def contain_nonfinite(row: Scores) -> tuple[Scores, bool]:
+def contain_nonfinite(scores: Scores) -> tuple[Scores, bool]:
     """A NaN or infinite reward fails the whole model point: reward 0, nothing solved, so a broken
-    reward function can never steer an update. Returns the row and whether it failed."""
-    if np.all(np.isfinite(row.rewards)):
-        return row, False
+    reward function can never steer an update. Returns the scores and whether the point failed."""
+    if np.all(np.isfinite(scores.rewards)):
+        return scores, False
     log.warning("non-finite reward from the task: this model point is scored as failed (reward 0)")
-    return Scores(np.zeros_like(row.rewards), np.zeros_like(row.correct), row.answers, row.completions), True
+    return scores.failed(), True
 
 
-def decode_totals(fabric: Fabric, scorer: Scorer) -> np.ndarray:
-    """(examples decoded, new tokens, decode seconds) so far, summed over the ranks.
+def decode_totals(fabric: Fabric, *scorers: Scorer) -> np.ndarray:
+    """(examples decoded, new tokens, decode seconds) so far by ``scorers``, summed over the ranks.
 
     A collective when there are several ranks: every rank must call it at the same point."""
-    local = [scorer.example_evals, scorer.tokens_generated, scorer.decode_seconds]
+    local = [sum(s.examples_decoded for s in set(scorers)), sum(s.tokens_generated for s in set(scorers)),
+             sum(s.decode_seconds for s in set(scorers))]  # fmt: skip
     if fabric.world_size == 1:
         return np.asarray(local, dtype=np.float64)
     totals = fabric.all_reduce(torch.tensor(local, dtype=torch.float64, device=fabric.device), reduce_op="sum")
@@ -94,7 +83,6 @@ class Evaluator:
         self.round = 0
         self._free: set[tuple[str, str, str]] = set()  # points evaluated outside training: never charged
         self._candidates = 0  # candidate evaluations in this round (saved file names)
-        self._observed_examples = 0  # examples behind the points observed so far: a live x-axis
         self._bar: tqdm | None = None
 
     # -- single points ------------------------------------------------------------------
@@ -119,12 +107,9 @@ class Evaluator:
         self._candidates += 1
         if key not in self._free:
             self.budget.candidate_evals += 1
-            self.budget.example_evals += len(scores.rewards)
-            if scores.source == "loaded":
-                self.budget.example_evals_reused += len(scores.rewards)
-            self._observed_examples += len(scores.rewards)
+            self._charge_examples(scores)
             self.callbacks.point(PointScored("candidate", self.round, self._candidates - 1, split, scores.mean_reward,
-                                             scores.accuracy, self._observed_examples,
+                                             scores.accuracy, self.budget.example_evals,
                                              replayed=scores.source == "resumed"))  # fmt: skip
         if self._bar is None:
             self._bar = tqdm(desc=f"round {self.round}: candidate evaluations", unit="eval", leave=False,
@@ -157,85 +142,95 @@ class Evaluator:
         hit = self.store.get(identity, centre, direction)
         if hit is not None and (hit.completions is not None or not completions):
             return hit, key, False
-        row = None
-        if self.fabric.is_global_zero:  # rank 0 decodes, every rank gets the same row
+        scores = None
+        if self.fabric.is_global_zero:  # rank 0 decodes, every rank gets the same scores
             with self.space.perturbed(direction):
-                row = self.scorer.score(split, indices)
+                scores = self.scorer.score(split, indices)
             if not completions:
-                row = Scores(row.rewards, row.correct, row.answers)
-            row, _ = self._contain(row, training)
+                scores = replace(scores, completions=None)
+            scores, _ = self._contain(scores, training)
         if self.fabric.world_size > 1:
-            row = self.fabric.broadcast(row, src=0)
-        self.store.put(identity, centre, direction, row)
+            scores = self.fabric.broadcast(scores, src=0)
+        self.store.put(identity, centre, direction, scores)
         if self.fabric.is_global_zero:
-            save_scored(self.output_dir / "evals" / f"{name}.npz", identity, centre, [direction], [row], split, indices)
-        return row, key, True
+            save_scored(self.output_dir / "evals" / f"{name}.npz", identity, centre, [direction],
+                        PopulationScores.stack([scores]), split, indices)  # fmt: skip
+        return scores, key, True
 
-    def _contain(self, row: Scores, training: bool) -> tuple[Scores, bool]:
+    def _contain(self, scores: Scores, training: bool) -> tuple[Scores, bool]:
         """``contain_nonfinite``, with a training point counted as decoded (and failed, if it did)."""
-        row, failed = contain_nonfinite(row)
+        scores, failed = contain_nonfinite(scores)
         if training:
             self.decoded_points += 1
             self.budget.failed_points += int(failed)
-        return row, failed
+        return scores, failed
+
+    def _charge_examples(self, scores: Scores) -> None:
+        self.budget.example_evals += len(scores.rewards)
+        if scores.source == "loaded":
+            self.budget.example_evals_reused += len(scores.rewards)
+
+    def _charge_member(self, scores: Scores) -> None:
+        """Budget a member as soon as this rank holds its scores, so that every observation record
+        carries the budget spent up to it."""
+        self.budget.members_scored += 1
+        self.budget.members_reused += scores.source == "loaded"
+        self._charge_examples(scores)
 
     # -- populations --------------------------------------------------------------------
     def population(self, pop: Population) -> PopulationScores:
         """Every member on ``pop.split``, charged to the budget. Members already in the store are not
         decoded again; the ranks take the rest round-robin and all-gather their rows."""
         identity, centre = self.store.identity(pop.split, pop.indices), self.space.committed
-        rows: list[Scores | None] = [self.store.get(identity, centre, m) for m in pop.members]
-        todo = [i for i, row in enumerate(rows) if row is None]
-        for i, row in enumerate(rows):
-            if row is not None:
-                self._observe_member(pop, i, row, failed=False)
-        for i, row in zip(todo, self._decode_members(pop, todo, identity), strict=True):
-            rows[i] = row
-            self.store.put(identity, centre, pop.members[i], row)
-        n_examples = len(rows[0].rewards) if rows else 0
-        reused = sum(r.source == "loaded" for r in rows)
-        self.budget.members_scored += len(pop)
-        self.budget.members_reused += reused
-        self.budget.example_evals += len(pop) * n_examples
-        self.budget.example_evals_reused += reused * n_examples
-        answers = [list(r.answers) for r in rows]
-        return PopulationScores(np.stack([r.rewards for r in rows]), np.stack([r.correct for r in rows]), answers)
+        n_examples = len(pop.indices) if pop.indices is not None else len(self.scorer.splits[pop.split])
+        scores = PopulationScores.empty(len(pop), n_examples)
+        todo = []
+        for i, member in enumerate(pop.members):
+            hit = self.store.get(identity, centre, member)
+            if hit is None:
+                todo.append(i)
+                continue
+            scores.set(i, hit)
+            self._charge_member(hit)
+            self._observe_member(pop, i, hit, failed=False)
+        scores = self._decode_members(pop, todo, identity, scores)
+        for i in todo:
+            self.store.put(identity, centre, pop.members[i], scores.row(i))
+        return scores
 
     def partial_path(self, round_idx: int) -> Path:
         """Where this rank keeps the members of a round it has decoded so far."""
         return self.output_dir / "populations" / f"round_{round_idx:03d}.rank{self.fabric.global_rank}.partial.npz"
 
-    def _decode_members(self, pop: Population, todo: list[int], identity: str) -> list[Scores]:
-        """Decode members ``todo`` of ``pop``, spread over the ranks; every rank gets all rows.
+    def _decode_members(self, pop: Population, todo: list[int], identity: str,
+                        scores: PopulationScores) -> PopulationScores:  # fmt: skip
+        """Decode members ``todo`` of ``pop`` into ``scores``, spread over the ranks; every rank gets
+        all rows.
 
         Each rank saves the rows it has so far every ``checkpoint_every_s`` seconds, so a crash
         in a long population costs at most that much decoding."""
         rank, world = self.fabric.global_rank, self.fabric.world_size
         mine = todo[rank::world]
-        per_rank = -(-len(todo) // world)
-        n_examples = len(pop.indices) if pop.indices is not None else len(self.scorer.splits[pop.split])
-        rewards = torch.zeros(per_rank, n_examples, dtype=torch.float64)
-        correct = torch.zeros(per_rank, n_examples, dtype=torch.bool)
-        bar = tqdm(mine, desc=f"round {self.round}: scoring {len(todo)} of {len(pop)} members on {n_examples} "
-                   f"{pop.split} examples", disable=not self.fabric.is_global_zero or not todo, leave=False,
-                   dynamic_ncols=True)  # fmt: skip
-        done: list[Scores] = []
+        bar = tqdm(mine, desc=f"round {self.round}: scoring {len(todo)} of {len(pop)} members on "
+                   f"{scores.rewards.shape[1]} {pop.split} examples",
+                   disable=not self.fabric.is_global_zero or not todo, leave=False, dynamic_ncols=True)  # fmt: skip
+        done: list[int] = []
         last_save = time.monotonic()
 
         def save_partial() -> None:
-            members = [pop.members[m] for m in mine[: len(done)]]
-            save_scored(self.partial_path(self.round), identity, self.space.committed, members, done, pop.split,
-                        pop.indices)  # fmt: skip
+            save_scored(self.partial_path(self.round), identity, self.space.committed, [pop.members[m] for m in done],
+                        PopulationScores.stack([scores.row(m) for m in done]), pop.split, pop.indices)  # fmt: skip
 
         try:
-            for row, member in enumerate(bar):
+            for member in bar:
                 with self.space.perturbed(pop.members[member]):
                     decoded = self.scorer.score(pop.split, pop.indices)
-                scored, failed = self._contain(Scores(decoded.rewards, decoded.correct, decoded.answers), True)
-                rewards[row], correct[row] = torch.from_numpy(scored.rewards), torch.from_numpy(scored.correct)
-                done.append(scored)
-                self._observe_member(pop, member, scored, failed, decoded.completions)
-                bar.set_postfix(mean_reward=f"{scored.rewards.mean():.3f}")
+                row, failed = self._contain(replace(decoded, completions=None), True)
+                scores.set(member, row)
+                done.append(member)
+                self._charge_member(row)
+                self._observe_member(pop, member, row, failed, decoded.completions)
+                bar.set_postfix(mean_reward=f"{row.mean_reward:.3f}")
                 if time.monotonic() - last_save >= self.checkpoint_every_s:
                     save_partial()
                     last_save = time.monotonic()
@@ -244,15 +239,22 @@ class Evaluator:
                 save_partial()
             raise
         if world > 1 and todo:
-            rewards = self.fabric.all_gather(rewards).cpu()  # (world, per_rank, E)
-            correct = self.fabric.all_gather(correct).cpu()
-            gathered: list[list] = [None] * world  # type: ignore[list-item]
-            torch.distributed.all_gather_object(gathered, [r.answers for r in done])
-            order = [(j % world, j // world) for j in range(len(todo))]  # todo[j] went to rank j % world
-            return [Scores(rewards[r, k].numpy(), correct[r, k].numpy(), gathered[r][k]) for r, k in order]
-        return done
+            scores = self._gather(scores)
+            for member in todo:
+                if member not in mine:  # decoded by another rank: charged here once it arrives
+                    self._charge_member(scores.row(member))
+        return scores
 
-    def _observe_member(self, pop: Population, i: int, row: Scores, failed: bool,
+    def _gather(self, scores: PopulationScores) -> PopulationScores:
+        """Every rank's decoded rows, on every rank (a collective)."""
+        world = self.fabric.world_size
+        rewards, correct, mask = (self.fabric.all_gather(t).cpu() for t in scores.to_tensors())  # (world, M, E)
+        answers: list[list] = [None] * world  # type: ignore[list-item]
+        torch.distributed.all_gather_object(answers, scores.answers)
+        return PopulationScores.merge([PopulationScores.from_tensors(rewards[r], correct[r], mask[r], answers[r])
+                                       for r in range(world)])  # fmt: skip
+
+    def _observe_member(self, pop: Population, i: int, scores: Scores, failed: bool,
                         completions: list[str] | None = None) -> None:  # fmt: skip
         if not self.callbacks:
             return
@@ -262,9 +264,8 @@ class Evaluator:
             order = pop.indices if pop.indices is not None else range(len(examples))
             for k, j in enumerate(list(order)[: self.samples]):
                 samples.append({"prompt": examples[j].prompt, "answer": examples[j].answer,
-                                "completion": completions[k], "extracted": row.answers[k],
-                                "reward": float(row.rewards[k])})  # fmt: skip
-        self._observed_examples += len(row.rewards)
-        self.callbacks.point(PointScored("member", self.round, i, pop.split, row.mean_reward, row.accuracy,
-                                         self._observed_examples, sigma=float(pop.sigmas[i]), failed=failed,
-                                         replayed=row.source == "resumed", samples=samples))  # fmt: skip
+                                "completion": completions[k], "extracted": scores.answers[k],
+                                "reward": float(scores.rewards[k])})  # fmt: skip
+        self.callbacks.point(PointScored("member", self.round, i, pop.split, scores.mean_reward, scores.accuracy,
+                                         self.budget.example_evals, sigma=float(pop.sigmas[i]), failed=failed,
+                                         replayed=scores.source == "resumed", samples=samples))  # fmt: skip

@@ -9,21 +9,21 @@ and coefficients only.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from corp.consolidate.base import Operator, Population, PopulationScores, Scores
+from corp.consolidate.base import Operator, Population
 from corp.evaluate import Evaluator, decode_totals
+from corp.files import atomic_write_json
 from corp.observe.callbacks import Callbacks, RoundEnded
-from corp.observe.rounds import population_entry, reward_by_sigma
+from corp.observe.rounds import population_entry
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores, Scores
 from corp.store import save_scored
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,6 @@ class RoundRecord:
     committed: bool = False
     centre: Direction = field(default_factory=Direction.zero)  # the committed direction the population was drawn around
     details: dict[str, Any] = field(default_factory=dict)  # the operator's non-scalar observations
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON via a temp file + rename, so a crash never leaves a torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 class RoundLoop:
@@ -93,14 +85,15 @@ class RoundLoop:
         if not self.fabric.is_global_zero:
             return
         metrics = {k: float(v) for k, v in record.metrics.items() if isinstance(v, (int, float, bool, np.number))}
+        population = None
         if record.scores is not None:
+            population = population_entry(record.population, record.scores)
             r = record.scores.mean_rewards
             metrics.update({"population/reward_mean": float(r.mean()), "population/reward_std": float(r.std()),
                             "population/reward_min": float(r.min()), "population/reward_max": float(r.max()),
                             "population/size": len(r)})  # fmt: skip
-            by_sigma = reward_by_sigma(np.asarray(record.population.sigmas), r)
-            if len(by_sigma) > 1:  # a population drawn at one scale has nothing to compare
-                for row in by_sigma:
+            if len(population["reward_by_sigma"]) > 1:  # a population drawn at one scale has nothing to compare
+                for row in population["reward_by_sigma"]:
                     metrics[f"population/sigma_{row['sigma']:g}/reward_mean"] = row["reward_mean"]
         examples, tokens, decode_seconds = (float(x) for x in after - before)
         b = self.budget
@@ -123,7 +116,7 @@ class RoundLoop:
             "round": record.round_idx,
             "committed": record.committed,
             "metrics": metrics,
-            "population": population_entry(record.population, record.scores) if record.scores is not None else None,
+            "population": population,
             "details": record.details,
         }
         self.callbacks.round_end(RoundEnded(record.round_idx, metrics, entry))
@@ -138,7 +131,7 @@ class RoundLoop:
             "round": round_idx,
             "committed": self.space.committed.to_json(),
             "operator": self.operator.state_dict(),
-            "budget": vars(self.budget),
+            "budget": asdict(self.budget),
         }
         ckpt_dir = self.output_dir / "checkpoints"
         atomic_write_json(ckpt_dir / f"round_{round_idx:03d}.json", state)
@@ -165,6 +158,7 @@ class _OperatorEvaluate:
 
 def save_population(path: Path, record: RoundRecord, identity: str) -> None:
     """A scored population: seeds, sigmas, its centre and the per-example scores (kilobytes)."""
-    pop, scores = record.population, record.scores
-    rows = [Scores(scores.rewards[i], scores.correct[i], scores.answers[i]) for i in range(len(pop))]
-    save_scored(path, identity, record.centre, pop.members, rows, pop.split, pop.indices, pop.seeds, pop.sigmas)
+    pop = record.population
+    save_scored(
+        path, identity, record.centre, pop.members, record.scores, pop.split, pop.indices, pop.seeds, pop.sigmas
+    )

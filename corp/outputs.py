@@ -1,49 +1,52 @@
-"""What a finished training run writes besides the scores it saved on the way: results.json,
-direction.json, samples.jsonl, the plots and the exported model."""
+"""What a finished run writes besides the scores it saved on the way, for every mode: results.json,
+samples.jsonl and the observers' ``RunEnded``; a training run also direction.json, the plots and the
+exported model. (config.json is written once, when the run starts.)"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corp.config import to_plain
-from corp.consolidate.base import Scores
-from corp.loop import atomic_write_json
+from corp.files import atomic_write_json
 from corp.models.loading import save_model
 from corp.observe.callbacks import RunEnded, SamplesReady
 from corp.report.run_plots import draw_run_plots
 from corp.results import Results
+from corp.scores import Scores
 from corp.scoring.scorer import Scorer
-
-if TYPE_CHECKING:
-    from corp.run import Session
+from corp.session import Session
 
 
-def write_train_outputs(s: Session, base: dict[str, Scores], final: dict[str, Scores], results: Results,
-                        last_round: int) -> None:  # fmt: skip
+def finish(
+    s: Session, results: Results, base: dict[str, Scores], final: dict[str, Scores], last_round: int = 0
+) -> None:
+    """Write the run's outputs and tell the observers it ended (rank 0; the others return)."""
+    if not s.fabric.is_global_zero:
+        return
     typed, out = s.cfg, s.out
     data = results.to_json()
     atomic_write_json(out / "results.json", data)
-    p = typed.perturbation
-    atomic_write_json(out / "direction.json", {
-        "model": typed.model.name_or_path,
-        "include": list(p.include),
-        "exclude": list(p.exclude),
-        "noise_mode": p.noise_mode,
-        "perturbed_weights": s.space.dim,
-        "direction": s.space.committed.to_json(),
-    })  # fmt: skip
-    atomic_write_json(out / "config.json", to_plain(typed))
-    write_samples(out / "samples.jsonl", s.scorer, base["test"], final["test"])
-
-    plots = draw_run_plots(out, data)  # from rounds.jsonl, which the loop's observers wrote
-    if typed.export_model:
-        save_model(s.model, s.tokenizer, s.space.centre_state(), typed.model.export_dtype, out / "model")
-
-    rows = sample_rows(s.scorer, base["test"], final["test"])[: typed.log_samples]
-    s.callbacks.samples(SamplesReady("samples/end", rows, last_round))
-    s.callbacks.end(RunEnded(data, plots))
+    plots: list[Path] = []
+    if results.mode == "train":
+        p = typed.perturbation
+        atomic_write_json(out / "direction.json", {
+            "model": typed.model.name_or_path,
+            "include": list(p.include),
+            "exclude": list(p.exclude),
+            "noise_mode": p.noise_mode,
+            "perturbed_weights": s.space.dim,
+            "direction": s.space.committed.to_json(),
+        })  # fmt: skip
+        plots = draw_run_plots(out, data)  # from rounds.jsonl, which the loop's observers wrote
+        if typed.export_model:
+            save_model(s.model, s.tokenizer, s.space.centre_state(), typed.model.export_dtype, out / "model")
+    if "test" in final:
+        write_samples(out / "samples.jsonl", s.scorer, base["test"], final["test"])
+        rows = sample_rows(s.scorer, base["test"], final["test"])[: typed.log_samples]
+        s.callbacks.samples(SamplesReady("samples/end", rows, last_round))
+    s.callbacks.end(RunEnded(results, plots))
+    print(results.summary(out))
 
 
 def sample_rows(scorer: Scorer, base: Scores, final: Scores | None = None) -> list[dict[str, Any]]:

@@ -7,12 +7,69 @@ read it back with ``Results.load`` (files written before ``mode`` was recorded a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from corp.consolidate.base import Scores
+from corp.scores import Scores
 from corp.tasks.base import SPLITS
+
+
+@dataclass
+class Budget:
+    """What training spent; the unit of every matched-budget comparison. Counted by the evaluator
+    (``corp.evaluate``) and nowhere else."""
+
+    members_scored: int = 0  # population members the method consumed (scored here or reused)
+    members_reused: int = 0  # ... of which taken from saved scores (population.load)
+    example_evals: int = 0  # examples charged to training: members' and charged candidates' examples
+    example_evals_reused: int = 0  # ... of which taken from saved scores
+    candidate_evals: int = 0  # the operator's evaluate() calls that were charged
+    failed_points: int = 0  # members or candidates whose rewards were NaN/inf, scored as failed
+    noise_draws: float = 0.0  # whole-model noise vectors generated
+    rounds: int = 0
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Budget:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+@dataclass
+class Vote:
+    """An operator's ensemble voted on test (``Operator.test_ensemble``)."""
+
+    accuracy: dict[str, float]  # k -> accuracy of the top-k majority vote
+    member_accuracy: list[float]  # each member alone, best first
+    passes: dict[str, int]  # k -> forward passes per test example
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "member_accuracy": self.member_accuracy,
+                "forward_passes_per_test_example": self.passes}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Vote:
+        return cls(d["accuracy"], d["member_accuracy"], d["forward_passes_per_test_example"])
+
+
+@dataclass
+class Throughput:
+    """Decoding over the whole run (base, training, final, votes), summed over the ranks. The rates are
+    per second of decoding; ``decode_share`` is the part of the wall time (times the ranks) spent decoding."""
+
+    examples_decoded: int
+    tokens_generated: int
+    decode_seconds: float
+    examples_per_s: float
+    tokens_per_s: float
+    decode_share: float
+
+
+@dataclass
+class Committed:
+    """The size of the committed direction a training run ends with."""
+
+    components: int  # seeds in the direction
+    coeff_norm: float
 
 
 @dataclass
@@ -24,12 +81,11 @@ class SplitResult:
     base_reward: float | None  # mean reward
     final_reward: float | None
     n: int  # examples
-    vote: dict[str, float] | None = None  # test, with an operator's ensemble: accuracy of the top-k vote per k
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SplitResult:
         """Files from before rewards were recorded hold accuracies only: their rewards read as None."""
-        return cls(d["base"], d["final"], d.get("base_reward"), d.get("final_reward"), d.get("n", 0), d.get("vote"))
+        return cls(d["base"], d["final"], d.get("base_reward"), d.get("final_reward"), d.get("n", 0))
 
     @classmethod
     def of(cls, base: Scores, final: Scores) -> SplitResult:
@@ -48,14 +104,14 @@ class Results:
     dtype: str  # the compute dtype the model was scored in
     splits: dict[str, SplitResult]
     seconds: float
-    throughput: dict[str, float] = field(default_factory=dict)  # decoding over the whole run (corp.run)
+    throughput: Throughput | None = None
     method: str | None = None  # train: consolidation.name
     seed: int | None = None  # train: the run seed
     evaluated: str | None = None  # eval: the direction file or model folder scored next to the base
-    budget: dict[str, Any] = field(default_factory=dict)  # train: corp.evaluate.Budget and passes per test example
-    committed: dict[str, Any] = field(default_factory=dict)  # train: size of the committed direction
+    budget: Budget | None = None  # train
+    committed: Committed | None = None  # train
     rounds: list[dict[str, Any]] = field(default_factory=list)  # train: each round's scalar metrics
-    vote: dict[str, Any] | None = None  # train, with an ensemble: per-k accuracy and members' accuracy
+    vote: Vote | None = None  # train, with an ensemble
     peak_rss_mb: float | None = None
 
     @property
@@ -70,21 +126,32 @@ class Results:
         out: dict[str, Any] = {k: v for k, v in head.items() if v is not None}
         for split, r in self.splits.items():
             out[split] = {k: v for k, v in asdict(r).items() if v is not None}
+            if split == "test" and self.vote is not None:  # reports read the vote at the test split
+                out[split]["vote"] = self.vote.accuracy
         if self.mode == "train":
-            out.update({"vote": self.vote, "budget": self.budget, "committed": self.committed, "rounds": self.rounds})
-        out.update({"seconds": self.seconds, "throughput": self.throughput, "peak_rss_mb": self.peak_rss_mb})
+            out.update({
+                "vote": None if self.vote is None else self.vote.to_json(),
+                "budget": {**asdict(self.budget), "forward_passes_per_test_example": 1},
+                "committed": asdict(self.committed),
+                "rounds": self.rounds,
+            })  # fmt: skip
+        out.update({"seconds": self.seconds, "throughput": asdict(self.throughput) if self.throughput else {},
+                    "peak_rss_mb": self.peak_rss_mb})  # fmt: skip
         return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Results:
         mode = data.get("mode", "train")  # train runs did not record their mode before
         splits = {s: SplitResult.from_json(data[s]) for s in SPLITS if isinstance(data.get(s), dict)}
+        throughput, budget, committed = data.get("throughput"), data.get("budget"), data.get("committed")
         return cls(
             mode=mode, task=data.get("task", "?"), model=data.get("model", "?"), dtype=data.get("dtype", "?"),
-            splits=splits, seconds=float(data.get("seconds", 0.0)), throughput=data.get("throughput") or {},
+            splits=splits, seconds=float(data.get("seconds", 0.0)),
+            throughput=Throughput(**throughput) if throughput else None,
             method=data.get("method"), seed=data.get("seed"), evaluated=data.get("evaluated"),
-            budget=data.get("budget") or {}, committed=data.get("committed") or {}, rounds=data.get("rounds") or [],
-            vote=data.get("vote"), peak_rss_mb=data.get("peak_rss_mb"),
+            budget=Budget.from_json(budget) if budget else None,
+            committed=Committed(**committed) if committed else None, rounds=data.get("rounds") or [],
+            vote=Vote.from_json(data["vote"]) if data.get("vote") else None, peak_rss_mb=data.get("peak_rss_mb"),
         )  # fmt: skip
 
     @classmethod
@@ -102,23 +169,23 @@ class Results:
             ]
             lines += [f"{s:<8} {r.n:>5} {r.base:>8.3f} {r.final:>10.3f}" for s, r in self.splits.items()]
             return "\n".join(["", *lines, f"outputs: {out.resolve()}", ""])
-        b = self.budget
+        b = self.budget or Budget()
         lines = [
             f"CoRP post-training of {self.model} on {self.task} ({self.method}, seed {self.seed})",
             f"{'split':<8} {'n':>5} {'base':>8} {'final':>8} {'delta':>8}",
         ]
         lines += [f"{s:<8} {r.n:>5} {r.base:>8.3f} {r.final:>8.3f} {r.gain:>+8.3f}" for s, r in self.splits.items()]
         lines += [
-            f"budget: {b['members_scored']} members scored, {b['example_evals']} example evaluations, "
-            f"{b['candidate_evals']} candidate evaluations, {b['noise_draws']:.0f} noise draws, {b['rounds']} rounds",
+            f"budget: {b.members_scored} members scored, {b.example_evals} example evaluations, "
+            f"{b.candidate_evals} candidate evaluations, {b.noise_draws:.0f} noise draws, {b.rounds} rounds",
             f"time: {self.seconds:.0f}s{_decode_part(self.throughput)}",
             f"outputs: {out.resolve()}",
         ]
         return "\n".join(["", *lines, ""])
 
 
-def _decode_part(t: dict[str, Any]) -> str:
-    if not t:  # runs finished before throughput was recorded
+def _decode_part(t: Throughput | None) -> str:
+    if t is None:  # runs finished before throughput was recorded
         return ""
-    return (f" ({t['decode_share']:.0%} decoding: {t['examples_decoded']} examples, "
-            f"{t['examples_per_s']:.1f} examples/s, {t['tokens_per_s']:.0f} new tokens/s)")  # fmt: skip
+    return (f" ({t.decode_share:.0%} decoding: {t.examples_decoded} examples, "
+            f"{t.examples_per_s:.1f} examples/s, {t.tokens_per_s:.0f} new tokens/s)")  # fmt: skip

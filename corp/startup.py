@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric import Fabric
+from transformers import PreTrainedTokenizerBase
 
 from corp.config import Config, ConfigError, flatten, result_neutral, to_plain
 from corp.consolidate import build_operator
+from corp.consolidate.base import Operator
 from corp.errors import Interrupted
 from corp.models.loading import ModelConfig, load_tokenizer, resolve
 from corp.observe.callbacks import Callbacks, build_callbacks
 from corp.observe.loggers import WANDB_RUN_FILE
 from corp.perturb.direction import Direction
-from corp.tasks.base import SPLITS, build_task
+from corp.tasks.base import SPLITS, Example, Task, build_task
 
 log = logging.getLogger("corp.run")
 
@@ -122,16 +124,26 @@ def interrupts_raise():
             signal.signal(s, h)
 
 
+@dataclass(frozen=True)
+class EvalTarget:
+    """What ``mode=eval`` scores next to the base: a saved direction (a point of the base model's
+    parameter space) or another model altogether."""
+
+    name: str  # the direction file or model folder, as results.json names it
+    direction: Direction | None = None
+    model: str | None = None
+
+
 @dataclass
 class Inputs:
     """Everything a run reads, loaded (and so checked) before it writes anything."""
 
-    task: Any
-    splits: dict[str, list]
-    operator: Any
+    task: Task
+    splits: dict[str, list[Example]]
+    operator: Operator | None  # mode=train
     source: Path | str  # what from_pretrained loads for model.name_or_path
-    tokenizer: Any
-    evaluated: dict[str, Any] | None = None  # mode=eval: the direction file or model dir to score
+    tokenizer: PreTrainedTokenizerBase
+    evaluated: EvalTarget | None = None  # mode=eval
 
 
 def prepare(typed: Config) -> Inputs:
@@ -228,7 +240,7 @@ def _default(typed: Config, key: str) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else _NO_DEFAULT
 
 
-def eval_target(typed: Config) -> dict[str, Any]:
+def eval_target(typed: Config) -> EvalTarget:
     """The saved direction (file or run folder) or exported model that ``mode=eval`` scores."""
     ev = typed.eval
     if bool(ev.direction) == bool(ev.model):
@@ -237,7 +249,7 @@ def eval_target(typed: Config) -> dict[str, Any]:
     if ev.model:
         if not (Path(ev.model) / "config.json").exists():
             raise ValueError(f"eval.model={ev.model}: not a model folder (no config.json)")
-        return {"model": ev.model}
+        return EvalTarget(ev.model, model=ev.model)
     path = Path(ev.direction)
     path = path / "direction.json" if path.is_dir() else path
     if not path.is_file():
@@ -256,4 +268,4 @@ def eval_target(typed: Config) -> dict[str, Any]:
              for k in expected if saved.get(k) != expected[k]]  # fmt: skip
     if wrong:
         raise ValueError(f"eval.direction={path}: " + "; ".join(wrong))
-    return {"direction": direction, "path": str(path)}
+    return EvalTarget(str(path), direction=direction)

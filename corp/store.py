@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores, Scores
 from corp.tasks.base import Example
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,14 @@ class ScoreStore:
             if "identity" not in data.files:
                 raise KeyError("not a corp score file (no identity)")
             identity = str(data["identity"])
-            centre = Direction.from_json(json.loads(str(data["centre"])))
+            centre = direction_key(Direction.from_json(json.loads(str(data["centre"]))))
             members = [Direction.from_json(m) for m in json.loads(str(data["members"]))]
-            answers = json.loads(str(data["answers"]))
-            completions = json.loads(str(data["completions"])) if "completions" in data.files else None
-            rewards, correct = data["rewards"], data["correct"]
-        if not (len(members) == len(rewards) == len(correct) == len(answers)):
+            scores = PopulationScores.from_npz(data)
+        if len(members) != len(scores):
             raise ValueError("row counts disagree")
         for i, member in enumerate(members):
-            rows = None if completions is None else completions[i]
-            key = (identity, direction_key(centre), direction_key(member))
-            self._rows.setdefault(key, Scores(rewards[i], correct[i], answers[i], rows, source))
+            if scores.complete(i):  # a member decoded in part is no score of the point on these examples
+                self._rows.setdefault((identity, centre, direction_key(member)), scores.row(i, source))
         self.files_loaded += 1
 
 
@@ -138,7 +135,7 @@ def save_scored(
     identity: str,
     centre: Direction,
     members: Sequence[Direction],
-    rows: Sequence[Scores],
+    scores: PopulationScores,
     split: str,
     indices: np.ndarray | None = None,
     seeds: np.ndarray | None = None,
@@ -147,9 +144,6 @@ def save_scored(
     """Write scored members of one centre atomically (kilobytes: seeds, coefficients, scores)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
-    extra = {}
-    if all(r.completions is not None for r in rows):
-        extra["completions"] = np.array(json.dumps([r.completions for r in rows]))
     np.savez_compressed(
         tmp,
         identity=np.array(identity),
@@ -159,9 +153,6 @@ def save_scored(
         members=np.array(json.dumps([m.to_json() for m in members])),
         seeds=np.asarray(seeds if seeds is not None else [], dtype=np.int64),
         sigmas=np.asarray(sigmas if sigmas is not None else [], dtype=np.float64),
-        rewards=np.stack([r.rewards for r in rows]),
-        correct=np.stack([r.correct for r in rows]),
-        answers=np.array(json.dumps([list(r.answers) for r in rows])),
-        **extra,
+        **scores.to_npz(),
     )
     os.replace(tmp, path)

@@ -12,8 +12,8 @@ from corp.analyze import Settings, analyse, load_population
 from corp.analyze.__main__ import main as analyze_main
 from corp.analyze.population import SavedPopulation
 from corp.analyze.split_half import cloud_shape, overlaps, reward_weights, top_subspaces
-from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores, Scores
 from corp.store import save_scored
 
 FAST = Settings(splits=50, null_draws=100, null_splits=10)  # p can reach 1/101, well under alpha = 0.05
@@ -120,7 +120,7 @@ def test_reward_weights_follow_reward_rank_and_ties_share_it():
 
 def _save(path: Path, pop: SavedPopulation) -> None:
     rows = [Scores(r, r > 0, [None] * len(r)) for r in pop.rewards]
-    save_scored(path, "identity", Direction.zero(), pop.members, rows, "support")
+    save_scored(path, "identity", Direction.zero(), pop.members, PopulationScores.stack(rows), "support")
 
 
 @pytest.fixture

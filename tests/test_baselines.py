@@ -7,12 +7,13 @@ import pytest
 
 from corp.config import validate
 from corp.consolidate import build_operator
-from corp.consolidate.base import PopulationScores, Scores, isotropic_population, member_seed, rank_members
+from corp.consolidate.base import isotropic_population, member_seed, rank_members
 from corp.consolidate.es import ESConfig, ESOperator, es_step
 from corp.consolidate.randopt import RandOptConfig, RandOptOperator
 from corp.consolidate.soup import SoupConfig, SoupOperator, soup_direction
 from corp.consolidate.vote import vote_accuracy, vote_winners
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores, Scores
 from corp.store import ScoreStore, save_scored
 from corp.tasks.base import Example
 from tests.conftest import compose_config
@@ -207,7 +208,14 @@ def test_store_round_trips_through_a_saved_file(tmp_path):
     ident, centre = store.identity("support"), Direction.from_seed(5, 0.2)
     members = [Direction.from_seed(s, 0.1) for s in (1, 2)]
     rows = [Scores(np.array([1.0, 0.0, 1.0]), np.array([True, False, True]), ["1", None, "1"]) for _ in members]
-    save_scored(tmp_path / "run" / "populations" / "round_000.npz", ident, centre, members, rows, "support")
+    save_scored(
+        tmp_path / "run" / "populations" / "round_000.npz",
+        ident,
+        centre,
+        members,
+        PopulationScores.stack(rows),
+        "support",
+    )
     (tmp_path / "run" / "populations" / "torn.tmp.npz").write_bytes(b"partial")
     fresh = make_store()
     assert fresh.load(tmp_path) == 2

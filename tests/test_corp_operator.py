@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from corp.config import validate
-from corp.consolidate.base import Population, PopulationScores, Scores, member_seed
+from corp.consolidate.base import Population, member_seed
 from corp.consolidate.corp import CorpConfig, CorpOperator
 from corp.consolidate.counted import CountedEvaluate
 from corp.consolidate.stage1 import Candidate, best_sigma, elite_indices, merge, min_elite_size, zscore
@@ -35,6 +35,7 @@ from corp.consolidate.stage2 import (
 from corp.perturb.direction import Direction, stack
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
+from corp.scores import PopulationScores, Scores
 from tests.conftest import ROOT, compose_config
 
 SEED = 7

@@ -8,9 +8,9 @@ import pytest
 from conftest import TINY_BUDGET, TINY_SIGMAS, compose_config, tiny_run
 
 from corp.config import RESULT_NEUTRAL, ConfigError, result_neutral, to_plain, validate
-from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
-from corp.results import Results, SplitResult
+from corp.results import Budget, Committed, Results, SplitResult, Throughput, Vote
+from corp.scores import PopulationScores, Scores
 from corp.startup import build_fabric, check_resume
 from corp.store import ScoreStore, direction_key, save_scored
 from corp.tasks.base import Example
@@ -22,7 +22,9 @@ def test_scores_saved_under_the_legacy_context_are_found_under_the_current_one(t
     old = ScoreStore({"task": {"probe_size": 8}}, splits)
     centre, member = Direction.zero(), Direction.from_seed(4, 0.1)
     row = Scores(np.array([1.0, 0.0, 1.0]), np.array([True, False, True]), ["1", None, "1"])
-    save_scored(tmp_path / "old.npz", old.identity("support"), centre, [member], [row], "support")
+    save_scored(
+        tmp_path / "old.npz", old.identity("support"), centre, [member], PopulationScores.stack([row]), "support"
+    )
 
     new = ScoreStore({"task": {}}, splits, legacy=[{"task": {"probe_size": 8}}])
     assert new.identity("support") != old.identity("support")
@@ -47,10 +49,13 @@ def test_a_larger_probe_split_reuses_every_support_member(tiny_model_dir, tmp_pa
 # -- typed results ----------------------------------------------------------------------------------
 def test_results_round_trip_for_train_and_eval_and_read_old_train_files():
     split = SplitResult(0.25, 0.5, 0.3, 0.6, 8)
+    vote = Vote({"1": 0.5, "3": 0.75}, [0.5, 0.25, 0.5], {"1": 1, "3": 3})
     train = Results("train", "arithmetic", "m", "float32", {"test": split}, 3.0, method="corp", seed=1,
-                    budget={"members_scored": 4}, rounds=[{"round": 0}])  # fmt: skip
+                    budget=Budget(members_scored=4), committed=Committed(2, 0.5), rounds=[{"round": 0}],
+                    vote=vote, throughput=Throughput(10, 20, 1.0, 10.0, 20.0, 0.5))  # fmt: skip
     assert Results.from_json(json.loads(json.dumps(train.to_json()))) == train
     assert train.to_json()["test"]["final"] == 0.5 and train.label == "corp"
+    assert train.to_json()["test"]["vote"] == train.to_json()["vote"]["accuracy"] == vote.accuracy
     ev = Results("eval", "arithmetic", "m", "float32", {"test": split}, 2.0, evaluated="x/direction.json")
     data = ev.to_json()
     assert "budget" not in data and "rounds" not in data and Results.from_json(data).label == "eval"

@@ -51,6 +51,8 @@ def fake_run(
         test = {"base": BASE[task], "final": final, "n": 100, **({"vote": votes} if votes else {})}
         results = {"method": method, "task": task, "model": "embedded", "seed": seed, "test": test,
                    "budget": {"members_scored": members, "example_evals": 32 * members}, "seconds": 60.0}  # fmt: skip
+        if votes:
+            results["vote"] = {"accuracy": votes, "member_accuracy": [], "forward_passes_per_test_example": {}}
         (folder / "results.json").write_text(json.dumps(results))
     return folder
 
@@ -241,8 +243,9 @@ def test_every_registered_operator_names_its_report_rows():
     from corp.results import Results
 
     test = {"base": 0.4, "final": 0.5, "n": 8, "vote": {"1": 0.5, "5": 0.6}}
-    results = Results.from_json({"test": test, "budget": {"members_scored": 40}})
-    config = {"perturbation.population_size": "8", "consolidation.rounds": "3", "consolidation.population_size": "null"}
+    vote = {"accuracy": test["vote"], "member_accuracy": [0.5] * 5, "forward_passes_per_test_example": {"1": 1, "5": 5}}
+    results = Results.from_json({"test": test, "vote": vote, "budget": {"members_scored": 40}})
+    config = {"perturbation": {"population_size": 8}, "consolidation": {"rounds": 3, "population_size": None}}
     for name, registered in OPERATORS.items():
         op = registered.operator
         assert op.name == name and op.display_name and op.display_name != name

@@ -83,7 +83,7 @@ def test_scorer_matches_plain_generate(tiny, few_shot):
     exs = scorer.splits["support"]
     np.testing.assert_array_equal(decoded.rewards, [task.reward(c, e) for c, e in zip(expected, exs)])
     assert decoded.answers == [task.extract(c) for c in expected]
-    assert scorer.example_evals == len(exs) and scorer.tokens_generated > 0
+    assert scorer.examples_decoded == len(exs) and scorer.tokens_generated > 0
 
 
 def test_subsets_and_batch_sizes_give_the_same_completions(tiny):

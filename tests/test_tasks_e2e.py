@@ -78,7 +78,7 @@ def test_task_runs(name: str, tmp_path: Path, tiny_model_dir: Path) -> None:
     if name == "gym":
         pytest.importorskip("reasoning_gym")
     overrides = [f"task={name}", *TASK_OVERRIDES[name], *BUDGET, f"model.name_or_path={tiny_model_dir}"]
-    check_outputs(run(compose_config([*overrides, f"output_dir={tmp_path}"])), tmp_path, name, tiny_model_dir)
+    check_outputs(run(compose_config([*overrides, f"output_dir={tmp_path}"])).to_json(), tmp_path, name, tiny_model_dir)
 
 
 @pytest.mark.slow

@@ -17,29 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores, Scores
 
 if TYPE_CHECKING:  # the report's type; results.py imports this module
     from corp.results import Results
-
-
-@dataclass
-class Scores:
-    """One model point's per-example outcomes on a list of examples: what the scorer returns, the
-    score store keeps and the operators see (they read ``rewards`` and ``correct`` only)."""
-
-    rewards: np.ndarray  # float, task reward per example
-    correct: np.ndarray  # bool, whether the example counts as solved
-    answers: list[str | None] | None = None  # extracted answers (for votes)
-    completions: list[str] | None = None  # kept for whole-split evaluations, not for population members
-    source: str = "scored"  # "scored" here, "resumed" from this run's own folder, "loaded" from population.load
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.correct.mean()) if len(self.correct) else 0.0
-
-    @property
-    def mean_reward(self) -> float:
-        return float(self.rewards.mean()) if len(self.rewards) else 0.0
 
 
 @dataclass
@@ -54,23 +35,6 @@ class Population:
 
     def __len__(self) -> int:
         return len(self.members)
-
-
-@dataclass
-class PopulationScores:
-    """Members x examples reward and correctness matrices of a scored population."""
-
-    rewards: np.ndarray
-    correct: np.ndarray
-    answers: list[list[str | None]] | None = None  # extracted answers (for votes), members x examples
-
-    @property
-    def mean_rewards(self) -> np.ndarray:
-        return self.rewards.mean(axis=1)
-
-    @classmethod
-    def stack(cls, scores: Sequence[Scores]) -> PopulationScores:
-        return cls(np.stack([s.rewards for s in scores]), np.stack([s.correct for s in scores]))
 
 
 class Evaluate(Protocol):
@@ -148,9 +112,9 @@ REFERENCE = "reference"  # a single model: "<compared method> vs <this row>"
 ENSEMBLE = "ensemble"  # several models voting: the share of its gain over the base a compared method recovers
 
 
-def report_row(name: str, results: Results, config: dict[str, str]) -> ReportRow:
+def report_row(name: str, results: Results, config: dict[str, Any]) -> ReportRow:
     """The one row most methods add: their final model, labelled with the population size."""
-    return ReportRow(f"{name} (N={config.get('perturbation.population_size', '?')})", results.splits["test"].final)
+    return ReportRow(f"{name} (N={config['perturbation']['population_size']})", results.splits["test"].final)
 
 
 class Operator(ABC):
@@ -161,9 +125,9 @@ class Operator(ABC):
     compared: bool = False  # reports set this method's rows against the base and the REFERENCE/ENSEMBLE rows
 
     @classmethod
-    def report_rows(cls, results: Results, config: dict[str, str]) -> list[ReportRow]:
+    def report_rows(cls, results: Results, config: dict[str, Any]) -> list[ReportRow]:
         """The rows one finished run adds to a sweep report, from its ``results.json`` and its
-        flattened config (dotted keys, values as JSON text)."""
+        ``config.json`` (the resolved config as plain values)."""
         return [report_row(cls.display_name or cls.name, results, config)]
 
     @abstractmethod

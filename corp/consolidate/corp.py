@@ -26,8 +26,6 @@ from corp.consolidate.base import (
     Evaluate,
     Operator,
     Population,
-    PopulationScores,
-    Scores,
     Update,
     isotropic_population,
 )
@@ -52,6 +50,7 @@ from corp.consolidate.stage2 import (
     split_support,
 )
 from corp.perturb.direction import Direction, stack
+from corp.scores import PopulationScores, Scores
 
 SIGMA_DECAY = 0.5  # a rejected stage-2 round halves sigma
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from corp.consolidate.base import Evaluate, Scores
+from corp.consolidate.base import Evaluate
 from corp.perturb.direction import Direction
+from corp.scores import Scores
 
 
 class CountedEvaluate:

@@ -19,7 +19,6 @@ from corp.consolidate.base import (
     Evaluate,
     Operator,
     Population,
-    PopulationScores,
     ReportRow,
     Update,
     isotropic_population,
@@ -27,6 +26,7 @@ from corp.consolidate.base import (
 from corp.consolidate.checks import at_least, positive
 from corp.consolidate.stage1 import zscore
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores
 
 if TYPE_CHECKING:  # the report's type; results.py imports this module
     from corp.results import Results
@@ -66,12 +66,11 @@ class ESOperator(Operator):
     display_name = "ES"
 
     @classmethod
-    def report_rows(cls, results: Results, config: dict[str, str]) -> list[ReportRow]:
+    def report_rows(cls, results: Results, config: dict[str, Any]) -> list[ReportRow]:
         """One row, labelled with the members per round and the rounds."""
-        n = config.get("consolidation.population_size", "null")
-        if n == "null":
-            n = config.get("perturbation.population_size", "?")
-        label = f"{cls.display_name} (N={n} x {config.get('consolidation.rounds', '?')} rounds)"
+        es = config["consolidation"]
+        n = es["population_size"] or config["perturbation"]["population_size"]
+        label = f"{cls.display_name} (N={n} x {es['rounds']} rounds)"
         return [ReportRow(label, results.splits["test"].final)]
 
     def __init__(self, cfg: ESConfig, population_size: int, seed: int, antithetic: bool = False) -> None:

@@ -20,13 +20,13 @@ from corp.consolidate.base import (
     Evaluate,
     Operator,
     Population,
-    PopulationScores,
     ReportRow,
     Update,
     isotropic_population,
     rank_members,
 )
 from corp.consolidate.checks import at_least, fail
+from corp.scores import PopulationScores
 
 if TYPE_CHECKING:  # the report's type; results.py imports this module
     from corp.results import Results
@@ -56,12 +56,12 @@ class RandOptOperator(Operator):
     display_name = "RandOpt"
 
     @classmethod
-    def report_rows(cls, results: Results, config: dict[str, str]) -> list[ReportRow]:
+    def report_rows(cls, results: Results, config: dict[str, Any]) -> list[ReportRow]:
         """The top-1 model, and one row per vote size K (K forward passes per test example)."""
-        n = results.budget.get("members_scored", config.get("perturbation.population_size", "?"))
+        n = results.budget.members_scored
         test = results.splits["test"]
         rows = [ReportRow(f"{cls.display_name} top-1 (N={n})", test.final, sort=(n,), role=REFERENCE)]
-        for k, acc in (test.vote or {}).items():
+        for k, acc in (results.vote.accuracy if results.vote else {}).items():
             label = f"{cls.display_name} vote K={k} (N={n})"
             rows.append(ReportRow(label, acc, passes=int(k), block=1, sort=(n, int(k)), role=ENSEMBLE))
         return rows

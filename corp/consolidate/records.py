@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corp.consolidate.base import Scores
 from corp.consolidate.stage1 import Candidate
+from corp.scores import Scores
 
 
 @dataclass(frozen=True)

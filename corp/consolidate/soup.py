@@ -18,13 +18,13 @@ from corp.consolidate.base import (
     Evaluate,
     Operator,
     Population,
-    PopulationScores,
     Update,
     isotropic_population,
     rank_members,
 )
 from corp.consolidate.checks import at_least, choice, fail, positive_list
 from corp.perturb.direction import Direction
+from corp.scores import PopulationScores
 
 
 @dataclass

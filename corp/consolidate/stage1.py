@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corp.consolidate.base import Scores
 from corp.perturb.direction import Direction
+from corp.scores import Scores
 
 # A spread smaller than this fraction of the largest |value| is rounding noise, not signal:
 # z-scoring it would blow float error up to +-1.

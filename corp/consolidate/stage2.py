@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corp.consolidate.base import Evaluate, Population, Scores, member_seed
+from corp.consolidate.base import Evaluate, Population, member_seed
 from corp.consolidate.records import LineSearch, PooledTest, Selection
 from corp.consolidate.stage1 import Candidate, softmax
 from corp.perturb.direction import Direction, weighted_svd
+from corp.scores import Scores
 
 LAMBDA_MIN, LAMBDA_MAX = 0.15, 0.95  # clip range of lambda's target (docs/method.md §4.3)
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corp.results import Results
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +67,7 @@ class SamplesReady:
 
 @dataclass
 class RunEnded:
-    results: dict[str, Any]  # results.json's content
+    results: Results  # what results.json holds
     plots: list[Path] = field(default_factory=list)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from corp.consolidate.base import Population, PopulationScores
+from corp.consolidate.base import Population
+from corp.scores import PopulationScores
 
 
 def jsonable(value: Any) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from corp.observe.rounds import jsonable
+from corp.results import Results
 
 
 def is_number(v: Any) -> bool:
@@ -62,21 +63,17 @@ def log_images(run: Any, paths: Sequence[Path], round_idx: int) -> None:
     run.log({"round": round_idx, **{f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}})
 
 
-def headline(results: dict[str, Any]) -> dict[str, float]:
+def headline(results: Results) -> dict[str, float]:
     """The summary a reader looks for first: accuracy of the final model and its gain over the base on
     every split, the budget and the throughput (results.json holds the rest)."""
-    from corp.tasks.base import SPLITS
-
     out: dict[str, float] = {}
-    for split in SPLITS:
-        r = results.get(split)
-        if isinstance(r, dict) and "final" in r:
-            out[f"{split}/accuracy"] = r["final"]
-            out[f"{split}/base_accuracy"] = r["base"]
-            out[f"{split}/gain"] = r["final"] - r["base"]
-            out[f"{split}/reward"] = r["final_reward"]
+    for split, r in results.splits.items():
+        out[f"{split}/accuracy"] = r.final
+        out[f"{split}/base_accuracy"] = r.base
+        out[f"{split}/gain"] = r.gain
+        out[f"{split}/reward"] = r.final_reward
     for group in ("budget", "throughput"):
-        out.update({f"{group}/{k}": v for k, v in results.get(group, {}).items() if is_number(v)})
-    if is_number(results.get("seconds")):
-        out["seconds"] = results["seconds"]
+        values = results.to_json().get(group) or {}
+        out.update({f"{group}/{k}": v for k, v in values.items() if is_number(v)})
+    out["seconds"] = results.seconds
     return out

@@ -17,7 +17,8 @@ MISSING = "–"  # a key this run's config does not have (e.g. another method's 
 class Run:
     dir: Path
     results: Results
-    config: dict[str, str]  # flattened config, values as JSON text
+    config: dict[str, str]  # flattened config, values as JSON text: what the table groups and shows
+    plain: dict[str, Any]  # config.json as saved: what operators label their rows from
 
     @property
     def method(self) -> str:
@@ -42,8 +43,8 @@ def load_runs(folder: Path) -> tuple[list[Run], list[Path]]:
     runs = []
     for res_file in sorted(folder.rglob("results.json")):
         cfg_file = res_file.with_name("config.json")
-        config = _as_text(flatten(json.loads(cfg_file.read_text()))) if cfg_file.exists() else {}
-        runs.append(Run(res_file.parent, Results.load(res_file), config))
+        plain = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
+        runs.append(Run(res_file.parent, Results.load(res_file), _as_text(flatten(plain)), plain))
     unfinished = [f.parent for f in sorted(folder.rglob("config.json"))
                   if not (f.parent / "results.json").exists() and _is_run_config(f)]  # fmt: skip
     return runs, unfinished

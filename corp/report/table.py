@@ -12,12 +12,12 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from corp.config import result_neutral
 from corp.consolidate import OPERATORS
 from corp.consolidate.base import report_row
 from corp.report.runs import Run
+from corp.results import Budget
 
 _LAYOUT = ("consolidation.name", "task.name")  # always the rows' method and the columns
 _BASE_PREFIXES = ("model.", "task.")  # the only settings that change the base model's score
@@ -145,11 +145,11 @@ def build_table(runs: list[Run], by: list[str] | None = None) -> Table:
         registered = OPERATORS.get(run.method)
         if registered is None:  # an operator this checkout does not know: one plain row, after the known ones
             group, extra, method, compared = len(methods) + 1, (run.method,), run.method, False
-            contributed = [report_row(run.method, res, run.config)]
+            contributed = [report_row(run.method, res, run.plain)]
         else:
             op = registered.operator
             group, extra, method, compared = 1 + methods.index(run.method), (), op.display_name or op.name, op.compared
-            contributed = op.report_rows(res, run.config)
+            contributed = op.report_rows(res, run.plain)
         for c in contributed:
             r = row(c.label, setting, (group, c.block), (*c.sort, *extra))
             _add(r, run.task, c.accuracy, budget)
@@ -158,8 +158,8 @@ def build_table(runs: list[Run], by: list[str] | None = None) -> Table:
     return Table(sorted(rows.values(), key=lambda r: r.order), tasks, keys, pooled)
 
 
-def _add(row: Row, task: str, accuracy: float, budget: dict[str, Any]) -> None:
+def _add(row: Row, task: str, accuracy: float, budget: Budget | None) -> None:
     row.accuracy[task].append(accuracy)
-    if "members_scored" in budget:
-        row.members[task].append(budget["members_scored"])
-        row.example_evals[task].append(budget["example_evals"])
+    if budget is not None:
+        row.members[task].append(budget.members_scored)
+        row.example_evals[task].append(budget.example_evals)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from corp.consolidate.base import Scores
+from corp.scores import Scores
 from corp.scoring.greedy import GreedyDecoder
 from corp.scoring.memory import auto_batch_size
 from corp.scoring.stops import StopChecker
@@ -29,7 +29,7 @@ class Scorer:
     hence per member), and rows leave their batch when they produce EOS or a stop string.
     ``batch_size < 1`` picks the batch size from free memory once, at construction.
 
-    ``tokens_generated``, ``example_evals`` and ``decode_seconds`` accumulate over calls, so
+    ``tokens_generated``, ``examples_decoded`` and ``decode_seconds`` accumulate over calls, so
     a caller can log throughput for any interval by differencing them.
     """
 
@@ -44,7 +44,7 @@ class Scorer:
     ) -> None:
         self.tokenizer, self.task = tokenizer, task
         self.splits = splits
-        self.example_evals = 0
+        self.examples_decoded = 0
         self.tokens_generated = 0
         self.decode_seconds = 0.0
         self._encoded = {name: [self._encode(ex, chat_template) for ex in exs] for name, exs in splits.items()}
@@ -76,9 +76,6 @@ class Scorer:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(self.task.plain_prompt(example))["input_ids"]
 
-    def prompt_text(self, split: str, index: int) -> str:
-        return self.tokenizer.decode(self._encoded[split][index])
-
     def prompt_ids(self, split: str, indices: np.ndarray | None = None) -> list[list[int]]:
         """Token ids of the split's prompts (in ``indices`` order)."""
         idx = np.arange(len(self._encoded[split])) if indices is None else np.asarray(indices)
@@ -102,12 +99,9 @@ class Scorer:
                 for k, ids, text in zip(batch, generated, texts):
                     self.tokens_generated += sum(t != pad for t in ids)
                     out[k] = cut(text, self.task.stop)
-        self.example_evals += len(prompts)
+        self.examples_decoded += len(prompts)
         self.decode_seconds += time.perf_counter() - start
         return out
-
-    def _cut(self, text: str) -> str:
-        return cut(text, self.task.stop)
 
     def _rewards(self, completions: list[str], examples: list[Example]) -> np.ndarray:
         """One batched ``rewards`` call per scored call: code tasks run their programs in parallel

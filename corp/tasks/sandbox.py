@@ -311,7 +311,19 @@ def _run(source: str, limits: Limits, files: dict[str, str]) -> Result:
         result_r, result_w = os.pipe()
         try:
             # -S: site-packages is not on sys.path and no .pth file runs; the prologue adds the view's path.
-            cmd = [sys.executable, "-I", "-S", "-B", "-X", "utf8", "-c", PROLOGUE, payload_path, str(status_w), str(result_w)]
+            cmd = [
+                sys.executable,
+                "-I",
+                "-S",
+                "-B",
+                "-X",
+                "utf8",
+                "-c",
+                PROLOGUE,
+                payload_path,
+                str(status_w),
+                str(result_w),
+            ]
             proc = subprocess.Popen(
                 cmd, cwd=tmp, env={"LANG": "C.UTF-8"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=(status_w, result_w), start_new_session=True,
@@ -471,8 +483,13 @@ def view(packages: tuple[str, ...]) -> dict:
     libraries = [lib for lib in libraries if not any(_inside(os.path.realpath(lib), p) for p, _ in binds)]
     binds += [(lib, os.path.join(os.path.realpath(os.path.dirname(lib)), os.path.basename(lib))) for lib in libraries]
     binds += [(p, p) for p in ("/etc/ld.so.cache", *DEVICES) if os.path.exists(p)]
-    hidden = [os.getcwd(), os.path.expanduser("~"), os.path.expanduser("~/.cache"),
-              os.environ.get("XDG_CACHE_HOME", ""), os.environ.get("HF_HOME", "")]
+    hidden = [
+        os.getcwd(),
+        os.path.expanduser("~"),
+        os.path.expanduser("~/.cache"),
+        os.environ.get("XDG_CACHE_HOME", ""),
+        os.environ.get("HF_HOME", ""),
+    ]
     for source, _ in binds:
         bad = [h for h in hidden if h and _inside(os.path.realpath(h), source)]
         if source == "/" or bad:

@@ -1,0 +1,140 @@
+"""The scores of model points: the one type every layer passes around (the bottom of the house).
+
+A ``Scores`` is one point's per-example outcomes on a list of examples; a ``PopulationScores``
+holds many points (members x examples) with a mask of the entries actually decoded, so a
+population scored in part (a rank's share, a crashed round, a race stopped early) is the same
+type as a whole one. Each has one conversion to and from the ``.npz`` arrays the store saves, and
+``PopulationScores`` one to and from the tensors that cross ranks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Scores:
+    """One model point's per-example outcomes: what the scorer returns, the score store keeps and the
+    operators see (they read ``rewards`` and ``correct`` only)."""
+
+    rewards: np.ndarray  # float, task reward per example
+    correct: np.ndarray  # bool, whether the example counts as solved
+    answers: list[str | None] | None = None  # extracted answers (for votes)
+    completions: list[str] | None = None  # kept for whole-split evaluations, not for population members
+    source: str = "scored"  # "scored" here, "resumed" from this run's own folder, "loaded" from population.load
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean()) if len(self.correct) else 0.0
+
+    @property
+    def mean_reward(self) -> float:
+        return float(self.rewards.mean()) if len(self.rewards) else 0.0
+
+    def failed(self) -> Scores:
+        """The same point scored as failed: reward 0, nothing solved (see ``corp.evaluate``)."""
+        return Scores(np.zeros_like(self.rewards), np.zeros_like(self.correct), self.answers, self.completions,
+                      self.source)  # fmt: skip
+
+
+@dataclass
+class PopulationScores:
+    """Members x examples reward and correctness matrices, with ``mask`` marking the entries decoded.
+
+    Entries not decoded hold NaN rewards, ``False`` and ``None`` answers. ``completions`` is kept for
+    whole-split evaluations only."""
+
+    rewards: np.ndarray  # float64, members x examples
+    correct: np.ndarray  # bool, members x examples
+    answers: list[list[str | None]] | None = None  # members x examples, for votes (None: not extracted)
+    mask: np.ndarray | None = None  # bool, members x examples: decoded (None: every entry)
+    completions: list[list[str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.answers is None:
+            self.answers = [[None] * self.rewards.shape[1] for _ in range(len(self.rewards))]
+        if self.mask is None:
+            self.mask = np.ones(self.rewards.shape, dtype=bool)
+
+    @classmethod
+    def empty(cls, members: int, examples: int) -> PopulationScores:
+        return cls(np.full((members, examples), np.nan), np.zeros((members, examples), dtype=bool),
+                   [[None] * examples for _ in range(members)], np.zeros((members, examples), dtype=bool))  # fmt: skip
+
+    @classmethod
+    def stack(cls, rows: Sequence[Scores]) -> PopulationScores:
+        """Whole rows, one per member (completions kept when every row has them)."""
+        completions = [list(r.completions) for r in rows] if all(r.completions is not None for r in rows) else None
+        rewards = np.stack([np.asarray(r.rewards, dtype=np.float64) for r in rows])
+        answers = [list(r.answers) if r.answers is not None else [None] * rewards.shape[1] for r in rows]
+        return cls(rewards, np.stack([r.correct for r in rows]).astype(bool), answers, completions=completions)
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def set(self, i: int, row: Scores) -> None:
+        """Member ``i``'s whole row."""
+        self.rewards[i], self.correct[i], self.mask[i] = row.rewards, row.correct, True
+        self.answers[i] = list(row.answers) if row.answers is not None else [None] * self.rewards.shape[1]
+
+    def complete(self, i: int) -> bool:
+        return bool(self.mask[i].all())
+
+    def row(self, i: int, source: str = "scored") -> Scores:
+        """Member ``i`` as one point's ``Scores`` (views of the matrices)."""
+        completions = None if self.completions is None else self.completions[i]
+        return Scores(self.rewards[i], self.correct[i], self.answers[i], completions, source)
+
+    @property
+    def mean_rewards(self) -> np.ndarray:
+        """Each member's mean reward over the examples it was decoded on (NaN: none)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.mask, self.rewards, 0.0).sum(axis=1) / self.mask.sum(axis=1)
+
+    # -- the store's .npz arrays --------------------------------------------------------------
+    def to_npz(self) -> dict[str, np.ndarray]:
+        """The arrays a score file holds; ``mask`` only where some entry was not decoded."""
+        out = {"rewards": self.rewards, "correct": self.correct, "answers": np.array(json.dumps(self.answers))}
+        if not self.mask.all():
+            out["mask"] = self.mask
+        if self.completions is not None:
+            out["completions"] = np.array(json.dumps(self.completions))
+        return out
+
+    @classmethod
+    def from_npz(cls, data) -> PopulationScores:
+        """From a loaded score file (``np.load``); a file without ``mask`` was decoded in full."""
+        rewards, correct = np.asarray(data["rewards"], dtype=np.float64), np.asarray(data["correct"], dtype=bool)
+        answers = json.loads(str(data["answers"]))
+        mask = np.asarray(data["mask"], dtype=bool) if "mask" in data.files else None
+        completions = json.loads(str(data["completions"])) if "completions" in data.files else None
+        if not (len(rewards) == len(correct) == len(answers)):
+            raise ValueError("row counts disagree")
+        return cls(rewards, correct, answers, mask, completions)
+
+    # -- across ranks -------------------------------------------------------------------------
+    def to_tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rewards, correct, mask) as tensors, for a collective; answers travel as objects."""
+        return (torch.from_numpy(self.rewards).to(device), torch.from_numpy(self.correct).to(device),
+                torch.from_numpy(self.mask).to(device))  # fmt: skip
+
+    @classmethod
+    def from_tensors(cls, rewards: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor,
+                     answers: list[list[str | None]]) -> PopulationScores:  # fmt: skip
+        return cls(rewards.cpu().numpy(), correct.cpu().numpy(), answers, mask.cpu().numpy())
+
+    @classmethod
+    def merge(cls, parts: Sequence[PopulationScores]) -> PopulationScores:
+        """One population from parts that each decoded some members (the ranks' shares): each entry
+        comes from the first part that decoded it."""
+        out = cls.empty(*parts[0].rewards.shape)
+        for part in parts:
+            for i in np.flatnonzero(part.mask.any(axis=1) & ~out.mask.any(axis=1)):
+                out.rewards[i], out.correct[i], out.mask[i] = part.rewards[i], part.correct[i], part.mask[i]
+                out.answers[i] = part.answers[i]
+        return out

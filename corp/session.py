@@ -1,0 +1,122 @@
+"""What one run works with once it has started: the model, its parameter space, the scorer, the
+score store and the evaluator every score goes through."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric import Fabric
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from corp.config import Config, to_plain
+from corp.evaluate import Evaluator, decode_totals
+from corp.models.loading import load_model
+from corp.models.precision import compute_dtype, dtype_name, resolve_dtype, set_compute_dtype
+from corp.observe.callbacks import Callbacks, EvalScored
+from corp.perturb.noise import NoiseSource
+from corp.perturb.space import ParameterSpace
+from corp.results import Throughput
+from corp.scores import Scores
+from corp.scoring.scorer import Scorer
+from corp.startup import Inputs
+from corp.store import ScoreStore
+from corp.tasks.base import EXAMPLE_SELECTION, SPLITS
+
+log = logging.getLogger("corp.run")
+
+
+@dataclass
+class Session:
+    cfg: Config
+    fabric: Fabric
+    inputs: Inputs
+    out: Path
+    callbacks: Callbacks
+    start: float  # perf_counter at the run's start
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    space: ParameterSpace
+    scorer: Scorer
+    evaluator: Evaluator
+
+    @classmethod
+    def build(cls, typed: Config, fabric: Fabric, inputs: Inputs, out: Path, callbacks: Callbacks, resumed: bool,
+              start: float, source: Path | str | None = None) -> Session:  # fmt: skip
+        """``source``: what to load for ``typed.model`` (default: the run's resolved model)."""
+        source = inputs.source if source is None else source
+        model, tokenizer = load_model(typed.model, fabric.device, source, inputs.tokenizer, compute=False)
+        pert = typed.perturbation
+        noise = NoiseSource(pert.noise_mode)
+        space = ParameterSpace(model, noise, pert.include, pert.exclude, pert.dense_cache, pert.noise_cache_mb)
+        set_compute_dtype(model, resolve_dtype(typed.model.dtype, fabric.device))  # the space keeps fp32 masters
+        space.restore()  # live weights: the compute-dtype rounding of the fp32 centre
+        scorer = Scorer(model, tokenizer, inputs.task, inputs.splits, typed.model.chat_template, typed.model.batch_size)
+        log.info("model %s: %.1fM perturbed weights in %d tensors; task %s: %s", typed.model.name_or_path,
+                 space.dim / 1e6, len(space.params), inputs.task.name,
+                 ", ".join(f"{s}={len(v)}" for s, v in inputs.splits.items()))  # fmt: skip
+        context, legacy = _store_contexts(typed, scorer)
+        store = ScoreStore(context, inputs.splits, legacy=[legacy])
+        if typed.population.load:  # first, so that points this run took from others stay counted as reused
+            store.load(typed.population.load, exclude=out if typed.mode == "train" else None)
+        if resumed:  # this run's own earlier scores: replaying them is not reuse
+            store.load(out, source="resumed")
+        evaluator = Evaluator(fabric, space, scorer, store, out, callbacks, typed.log_samples, typed.checkpoint_every_s)
+        return cls(typed, fabric, inputs, out, callbacks, start, model, tokenizer, space, scorer, evaluator)
+
+    @property
+    def dtype(self) -> str:
+        """The compute dtype the model is scored in."""
+        return dtype_name(compute_dtype(self.model))
+
+    def score_splits(self, label: str, splits=SPLITS, direction=None) -> dict[str, Scores]:
+        """The centre (plus ``direction``) on whole splits, each reported to the observers."""
+        scored = {}
+        for split in splits:
+            scored[split] = self.evaluator.evaluation(split, f"{label}_model", direction)
+            self.callbacks.eval(EvalScored(label, split, scored[split].accuracy, scored[split].mean_reward))
+        return scored
+
+    def throughput(self, *others: Scorer) -> tuple[float, Throughput]:
+        """Seconds so far and the decoding over the whole run, this session's scorer and ``others``
+        (a collective over the ranks)."""
+        seconds = time.perf_counter() - self.start
+        examples, tokens, decode_s = (float(x) for x in decode_totals(self.fabric, self.scorer, *others))
+        return seconds, Throughput(
+            examples_decoded=int(examples),
+            tokens_generated=int(tokens),
+            decode_seconds=decode_s,
+            examples_per_s=examples / decode_s if decode_s > 0 else 0.0,
+            tokens_per_s=tokens / decode_s if decode_s > 0 else 0.0,
+            decode_share=decode_s / (seconds * self.fabric.world_size) if seconds > 0 else 0.0,
+        )
+
+
+def _store_contexts(typed: Config, scorer: Scorer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What, besides the examples, decides a model point's scores (see corp.store); and the context
+    scores were keyed with before the store keyed on examples (the whole task config), so that
+    those saved files stay readable."""
+    p = typed.perturbation
+    task = to_plain(typed.task)
+    context = {
+        "model": {
+            "name_or_path": typed.model.name_or_path,
+            "dtype": _store_dtype(typed.model.dtype, scorer.model),
+            "chat_template": typed.model.chat_template,
+        },
+        "batch_size": scorer.batch_size,  # left padding can flip rare greedy ties
+        "noise": {"mode": p.noise_mode, "include": list(p.include), "exclude": list(p.exclude)},
+    }
+    current = {**context, "task": {k: v for k, v in task.items() if k not in EXAMPLE_SELECTION}, "version": 2}
+    return current, {**context, "task": task}
+
+
+def _store_dtype(name: str, model) -> str:
+    """The dtype scores were decoded in. ``auto`` is kept where it still means what it meant
+    when scores were first saved (fp32 on CPU, bf16 on CUDA), so those saved scores stay valid."""
+    used = dtype_name(compute_dtype(model))
+    legacy = "bfloat16" if model.device.type == "cuda" else "float32"
+    return "auto" if name == "auto" and used == legacy else used
