@@ -84,8 +84,7 @@ class SplitResult:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SplitResult:
-        """Files from before rewards were recorded hold accuracies only: their rewards read as None."""
-        return cls(d["base"], d["final"], d.get("base_reward"), d.get("final_reward"), d.get("n", 0))
+        return cls(d["base"], d["final"], d["base_reward"], d["final_reward"], d["n"])
 
     @classmethod
     def of(cls, base: Scores, final: Scores) -> SplitResult:
@@ -141,13 +140,13 @@ class Results:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Results:
-        mode = data.get("mode", "train")  # train runs did not record their mode before
-        splits = {s: SplitResult.from_json(data[s]) for s in SPLITS if isinstance(data.get(s), dict)}
-        throughput, budget, committed = data.get("throughput"), data.get("budget"), data.get("committed")
+        """Today's layout only; ``python -m corp.migrate`` brings older files to it."""
+        splits = {s: SplitResult.from_json(data[s]) for s in SPLITS if s in data}
+        throughput, budget, committed = data["throughput"], data.get("budget"), data.get("committed")
         return cls(
-            mode=mode, task=data.get("task", "?"), model=data.get("model", "?"), dtype=data.get("dtype", "?"),
-            splits=splits, seconds=float(data.get("seconds", 0.0)),
-            throughput=Throughput(**throughput) if throughput else None,
+            mode=data["mode"], task=data["task"], model=data["model"], dtype=data["dtype"],
+            splits=splits, seconds=float(data["seconds"]),
+            throughput=Throughput(**throughput) if throughput else None,  # {}: runs from before it was measured
             method=data.get("method"), seed=data.get("seed"), evaluated=data.get("evaluated"),
             budget=Budget.from_json(budget) if budget else None,
             committed=Committed(**committed) if committed else None, rounds=data.get("rounds") or [],

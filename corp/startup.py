@@ -6,7 +6,6 @@ and leaves nothing behind; ``remove_run_outputs`` clears a fresh folder when a l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -15,7 +14,6 @@ import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from lightning.fabric import Fabric
 from transformers import PreTrainedTokenizerBase
@@ -200,11 +198,12 @@ def check_resume(typed: Config, out: Path) -> bool:
     except (OSError, ValueError) as err:
         raise ConfigError(f"{saved}: unreadable ({err}); delete it or run with resume=never") from None
     old, new = flatten(old), flatten(to_plain(typed))
-    changed = sorted({k for k in set(old) | set(new)
-                      if not result_neutral(k) and old.get(k, _default(typed, k)) != new.get(k)})  # fmt: skip
+    changed = sorted({k for k in set(old) | set(new) if not result_neutral(k) and old.get(k) != new.get(k)})
     if changed:
+        older = " (saved by an older version? python -m corp.migrate <folder> fills its new keys)" if any(
+            k not in old for k in changed) else ""  # fmt: skip
         raise ConfigError(
-            f"output_dir={out} holds a run with a different config (changed: {', '.join(changed)}); "
+            f"output_dir={out} holds a run with a different config (changed: {', '.join(changed)}){older}; "
             "resume=auto only continues the same run: use another output folder or resume=never"
         )
     last = out / "checkpoints" / "last.json"
@@ -219,25 +218,6 @@ def check_resume(typed: Config, out: Path) -> bool:
             ) from None
     log.info("resume=auto: continuing the run in %s from its saved scores", out)
     return True
-
-
-_NO_DEFAULT = object()
-
-
-def _default(typed: Config, key: str) -> Any:
-    """The schema default of a dotted key: what a config saved before the key existed meant."""
-    *parents, leaf = key.split(".")
-    obj: Any = typed
-    for p in parents:
-        obj = getattr(obj, p, None)
-    if not dataclasses.is_dataclass(obj):
-        return _NO_DEFAULT
-    f = {f.name: f for f in dataclasses.fields(obj)}.get(leaf)
-    if f is None:
-        return _NO_DEFAULT
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else _NO_DEFAULT
 
 
 def eval_target(typed: Config) -> EvalTarget:

@@ -8,6 +8,7 @@ import pytest
 from conftest import TINY_BUDGET, TINY_SIGMAS, compose_config, tiny_run
 
 from corp.config import RESULT_NEUTRAL, ConfigError, result_neutral, to_plain, validate
+from corp.migrate import main as migrate_main
 from corp.perturb.direction import Direction
 from corp.results import Budget, Committed, Results, SplitResult, Throughput, Vote
 from corp.scores import PopulationScores, Scores
@@ -59,8 +60,6 @@ def test_results_round_trip_for_train_and_eval_and_read_old_train_files():
     ev = Results("eval", "arithmetic", "m", "float32", {"test": split}, 2.0, evaluated="x/direction.json")
     data = ev.to_json()
     assert "budget" not in data and "rounds" not in data and Results.from_json(data).label == "eval"
-    old = {k: v for k, v in train.to_json().items() if k != "mode"}  # written before mode was recorded
-    assert Results.from_json(old).mode == "train" and Results.from_json(old).splits["test"].gain == 0.25
 
 
 # -- result-neutral keys ----------------------------------------------------------------------------
@@ -79,14 +78,28 @@ def test_resume_accepts_a_change_of_result_neutral_keys_only(tmp_path):
         check_resume(validate(compose_config([*base, "seed=3"])), tmp_path)
 
 
-def test_resume_reads_a_key_missing_from_an_older_config_as_its_default(tmp_path):
+def test_an_older_run_folder_is_migrated_once_and_then_read_as_today(tmp_path):
     base = ["model.name_or_path=x", f"output_dir={tmp_path}", "logger=none"]
     older = to_plain(validate(compose_config(base)))
     del older["model"]["export_dtype"]  # saved before the key existed
     (tmp_path / "config.json").write_text(json.dumps(older))
+    split = {"base": 0.25, "final": 0.5, "base_reward": 0.3, "final_reward": 0.6, "n": 8}
+    budget = {"members_scored": 4, "forward_passes_per_test_example": 1}
+    results = {"method": "corp", "task": "arithmetic", "model": "x", "seed": 0, "test": split, "budget": budget,
+               "committed": {"components": 0, "coeff_norm": 0.0}, "rounds": [], "seconds": 1.0}  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(results))  # before mode, dtype and throughput
+    with pytest.raises(KeyError):
+        Results.load(tmp_path)
+    with pytest.raises(ConfigError, match=r"changed: model.export_dtype\) \(saved by an older version\?"):
+        check_resume(validate(compose_config(base)), tmp_path)
+
+    assert migrate_main([str(tmp_path), "--check"]) == 1
+    assert migrate_main([str(tmp_path)]) == 0
+    assert migrate_main([str(tmp_path), "--check"]) == 0  # once is enough
     assert check_resume(validate(compose_config(base)), tmp_path)
-    with pytest.raises(ConfigError, match=r"changed: model.export_dtype\)"):
-        check_resume(validate(compose_config([*base, "model.export_dtype=bfloat16"])), tmp_path)
+    res = Results.load(tmp_path)
+    assert (res.mode, res.dtype, res.throughput, res.budget.members_scored) == ("train", "float32", None, 4)
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["export_dtype"] == "float32"
 
 
 def test_store_keys_ignore_last_bit_differences_of_coefficients_only():

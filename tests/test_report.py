@@ -9,6 +9,7 @@ import pytest
 
 from corp.report.__main__ import main as report_main
 from corp.report.sweep import build_table, load_runs
+from corp.results import Budget, Committed, Results, SplitResult, Vote
 
 BASE = {"arithmetic": 0.20, "countdown": 0.10}
 
@@ -48,12 +49,12 @@ def fake_run(
     (folder / "config.json").write_text(json.dumps(cfg))
     if finished:
         members = 80 if method == "randopt" else 8
-        test = {"base": BASE[task], "final": final, "n": 100, **({"vote": votes} if votes else {})}
-        results = {"method": method, "task": task, "model": "embedded", "seed": seed, "test": test,
-                   "budget": {"members_scored": members, "example_evals": 32 * members}, "seconds": 60.0}  # fmt: skip
-        if votes:
-            results["vote"] = {"accuracy": votes, "member_accuracy": [], "forward_passes_per_test_example": {}}
-        (folder / "results.json").write_text(json.dumps(results))
+        results = Results(
+            "train", task, "embedded", "float32", {"test": SplitResult(BASE[task], final, 0.0, 0.0, 100)}, 60.0,
+            method=method, seed=seed, budget=Budget(members_scored=members, example_evals=32 * members),
+            committed=Committed(0, 0.0), vote=Vote(votes, [], {}) if votes else None,
+        )  # fmt: skip
+        (folder / "results.json").write_text(json.dumps(results.to_json()))
     return folder
 
 
@@ -187,9 +188,9 @@ def test_unfinished_runs_are_skipped_and_counted(comparison, capsys):
 def test_eval_runs_get_a_row_of_their_own(tmp_path, capsys):
     fake_run(tmp_path / "run", final=0.3)
     (tmp_path / "eval").mkdir()
-    results = {"mode": "eval", "evaluated": "/x/run/direction.json", "task": "arithmetic", "model": "embedded",
-               "test": {"base": 0.2, "final": 0.3, "n": 100}, "seconds": 5.0}  # fmt: skip
-    (tmp_path / "eval" / "results.json").write_text(json.dumps(results))
+    results = Results("eval", "arithmetic", "embedded", "float32", {"test": SplitResult(0.2, 0.3, 0.0, 0.0, 100)}, 5.0,
+                      evaluated="/x/run/direction.json")  # fmt: skip
+    (tmp_path / "eval" / "results.json").write_text(json.dumps(results.to_json()))
     runs, _ = load_runs(tmp_path)
     labels = [r.label for r in build_table(runs).rows]
     assert labels == ["base", "CoRP (N=8)", "evaluated direction.json"]
@@ -240,11 +241,10 @@ def test_the_report_takes_each_methods_rows_from_the_operator_registry(tmp_path,
 
 def test_every_registered_operator_names_its_report_rows():
     from corp.consolidate import OPERATORS
-    from corp.results import Results
 
-    test = {"base": 0.4, "final": 0.5, "n": 8, "vote": {"1": 0.5, "5": 0.6}}
-    vote = {"accuracy": test["vote"], "member_accuracy": [0.5] * 5, "forward_passes_per_test_example": {"1": 1, "5": 5}}
-    results = Results.from_json({"test": test, "vote": vote, "budget": {"members_scored": 40}})
+    vote = Vote({"1": 0.5, "5": 0.6}, [0.5] * 5, {"1": 1, "5": 5})
+    results = Results("train", "arithmetic", "m", "float32", {"test": SplitResult(0.4, 0.5, 0.4, 0.5, 8)}, 1.0,
+                      budget=Budget(members_scored=40), vote=vote)  # fmt: skip
     config = {"perturbation": {"population_size": 8}, "consolidation": {"rounds": 3, "population_size": None}}
     for name, registered in OPERATORS.items():
         op = registered.operator

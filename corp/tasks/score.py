@@ -23,22 +23,24 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def build(name: str, overrides: list[str]) -> Any:
-    """The task ``name`` built from its config file and overrides."""
+    """The task ``name`` built from its config file and overrides. Only the task's own schema is
+    registered: this program needs no other config group (and so nothing above the tasks)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from corp.config import register_configs
+    from corp import tasks as _  # noqa: F401  (registers the built-in tasks)
     from corp.tasks.base import TASKS, build_task
 
-    register_configs()
     if name not in TASKS:
         raise ValueError(f"--task {name!r} is not a registered task; allowed: {', '.join(sorted(TASKS))}")
+    ConfigStore.instance().store(name=f"task_{name}_schema", node=TASKS[name].config_class)
     keys = [o if o.startswith("task.") else f"task.{o}" for o in overrides]
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-            cfg = compose(config_name="config", overrides=[f"task={name}", *keys])
+            cfg = compose(config_name=f"task/{name}", overrides=keys)
         typed = OmegaConf.to_object(cfg.task)
     except (HydraException, OmegaConfBaseException) as err:
         raise ValueError(str(err).strip().splitlines()[0]) from None
