@@ -48,7 +48,7 @@ def test_a_larger_probe_split_reuses_every_support_member(tiny_model_dir, tmp_pa
 
 
 # -- typed results ----------------------------------------------------------------------------------
-def test_results_round_trip_for_train_and_eval_and_read_old_train_files():
+def test_results_round_trip_for_train_and_eval():
     split = SplitResult(0.25, 0.5, 0.3, 0.6, 8)
     vote = Vote({"1": 0.5, "3": 0.75}, [0.5, 0.25, 0.5], {"1": 1, "3": 3})
     train = Results("train", "arithmetic", "m", "float32", {"test": split}, 3.0, method="corp", seed=1,
@@ -130,3 +130,16 @@ def test_the_operator_looking_at_the_base_on_probe_is_free_and_every_eval_is_sav
     evals = {p.name for p in (tmp_path / "evals").glob("*.npz")}
     assert {f"{w}_model_{s}.npz" for w in ("base", "final") for s in ("support", "probe", "test")} <= evals
     assert Results.load(tmp_path).to_json() == res
+
+
+def test_eval_of_an_exported_model_goes_through_an_evaluator(tiny_results, tiny_model_dir, tmp_path):
+    trained_dir, trained = tiny_results
+    model = trained_dir / "model"  # fp32 export of the final centre: scores as the final model did
+    args = [TINY_SIGMAS, "mode=eval", "eval.splits=[test]", f"eval.model={model}"]
+    res = tiny_run(tiny_model_dir, tmp_path / "a", args)
+    assert res["evaluated"] == str(model) and res["test"]["final"] == trained["test"]["final"]
+    assert res["test"]["final_reward"] == trained["test"]["final_reward"]
+    assert (tmp_path / "a" / "evals" / "evaluated_test.npz").exists()  # saved, as every score is
+    assert res["throughput"]["examples_decoded"] == 2 * 8  # the base and the model, once each
+    again = tiny_run(tiny_model_dir, tmp_path / "b", [*args, f"population.load={tmp_path / 'a'}"])
+    assert again["test"] == res["test"] and again["throughput"]["examples_decoded"] == 0  # found in the store

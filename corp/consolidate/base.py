@@ -12,15 +12,13 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from corp.perturb.direction import Direction
+from corp.results import Results
 from corp.scores import PopulationScores, Scores
-
-if TYPE_CHECKING:  # the report's type; results.py imports this module
-    from corp.results import Results
 
 
 @dataclass

@@ -10,7 +10,7 @@ rounding.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +26,8 @@ from corp.consolidate.base import (
 from corp.consolidate.checks import at_least, positive
 from corp.consolidate.stage1 import zscore
 from corp.perturb.direction import Direction
+from corp.results import Results
 from corp.scores import PopulationScores
-
-if TYPE_CHECKING:  # the report's type; results.py imports this module
-    from corp.results import Results
 
 
 @dataclass

@@ -8,7 +8,7 @@ per example; the run reports it for every K in ``vote_ks``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +26,8 @@ from corp.consolidate.base import (
     rank_members,
 )
 from corp.consolidate.checks import at_least, fail
+from corp.results import Results
 from corp.scores import PopulationScores
-
-if TYPE_CHECKING:  # the report's type; results.py imports this module
-    from corp.results import Results
 
 
 @dataclass
