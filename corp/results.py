@@ -155,9 +155,14 @@ class Results:
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
-        """A run folder's (or a file's) results.json."""
+        """A run folder's (or a file's) results.json; one in an older layout is refused naming the fix."""
         path = Path(path)
-        return cls.from_json(json.loads((path / "results.json" if path.is_dir() else path).read_text()))
+        file = path / "results.json" if path.is_dir() else path
+        try:
+            return cls.from_json(json.loads(file.read_text()))
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{file}: not today's results.json layout ({type(err).__name__}: {err}); "
+                             f"python -m corp.migrate <folder> brings it up to date") from None  # fmt: skip
 
     def summary(self, out: Path) -> str:
         """What a run prints when it ends."""

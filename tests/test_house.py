@@ -88,7 +88,7 @@ def test_an_older_run_folder_is_migrated_once_and_then_read_as_today(tmp_path):
     results = {"method": "corp", "task": "arithmetic", "model": "x", "seed": 0, "test": split, "budget": budget,
                "committed": {"components": 0, "coeff_norm": 0.0}, "rounds": [], "seconds": 1.0}  # fmt: skip
     (tmp_path / "results.json").write_text(json.dumps(results))  # before mode, dtype and throughput
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="python -m corp.migrate"):
         Results.load(tmp_path)
     with pytest.raises(ConfigError, match=r"changed: model.export_dtype\) \(saved by an older version\?"):
         check_resume(validate(compose_config(base)), tmp_path)
