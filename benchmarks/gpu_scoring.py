@@ -1,11 +1,12 @@
-"""Member scoring time and tokens/s of a 0.5B-shaped model against the card's bf16 roofline.
+"""Member scoring time and tokens/s of a 0.5B- or 1.5B-shaped model against the card's bf16 roofline.
 
     python benchmarks/gpu_scoring.py --device cuda --dtype bfloat16 --shape 0.5b
-        [--task countdown] [--examples 128] [--batch-size 0] [--members 3] [--max-new-tokens 64]
+        [--task countdown] [--examples 256] [--batch-size 0] [--members 3] [--max-new-tokens 64]
+    python benchmarks/gpu_scoring.py --shape 1.5b                                 # Qwen2.5-1.5B's shape
     python benchmarks/gpu_scoring.py --device cpu --dtype float32 --shape tiny   # smoke test
 
 The model has Qwen2.5-0.5B's shape (24 layers, hidden 896, 14/2 heads, MLP 4864, vocab
-151936, tied embeddings) and random weights: greedy text is arbitrary, so stop strings are
+151936, tied embeddings) or 1.5B's (28 layers, hidden 1536, 12/2 heads, MLP 8960) and random weights: greedy text is arbitrary, so stop strings are
 off and every row decodes ``--max-new-tokens`` tokens (rows that emit EOS finish early and
 are counted as they are). Prompts are the task's, tokenised with the embedded model's
 tokenizer (its ids fit the larger vocabulary).
@@ -51,6 +52,8 @@ from corp.tasks.base import SPLITS, build_task  # noqa: E402
 
 SHAPES = {
     "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                  num_key_value_heads=2, vocab_size=151936),
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=49152),
@@ -167,7 +170,7 @@ if __name__ == "__main__":
     ap.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES))
     ap.add_argument("--shape", default="0.5b", choices=sorted(SHAPES))
     ap.add_argument("--task", default="countdown")
-    ap.add_argument("--examples", type=int, default=128)
+    ap.add_argument("--examples", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=0, help="0: from free memory")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--noise-mode", default="table")
