@@ -5,11 +5,12 @@
 
 A small real CoRP run of the embedded model (SmolLM2-135M) on arithmetic: N = 12 members on
 16 support examples, 8 probe and 8 test examples, a 1 x 1 x 2 stage-1 grid, one stage-2
-round of 8 local members, one torch thread per rank, no logger. Each rank count runs
+round of 8 local members, one torch thread per rank, no logger, no dense noise rows (about
+2.5 GB per rank, so 4 ranks fit in memory next to other work). Each rank count runs
 ``train.py`` once (``trainer.devices=R trainer.strategy=ddp``: Lightning starts the ranks);
 the runs' own ``results.json`` and ``rounds.jsonl`` give the times.
 
-The model (docs/scaling.md, section 2) is calibrated on the 1-rank run alone: per round,
+The model (docs/scaling.md, sections 2 and 6) is calibrated on the 1-rank run alone: per round,
 the seconds per decoded example, the share of the round that is member decoding and
 perturbation (dealt over the ranks) and the rest (candidates, on rank 0). For R ranks on C
 cores a member share is ceil(M / R) members, each max(1, R / C) times slower when ranks
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ["task=arithmetic", "task.support_size=16", "task.probe_size=8", "task.test_size=8",
           "perturbation.population_size=12", "consolidation.quantiles=[0.5]", "consolidation.betas=[5.0]",
           "consolidation.scales=[1.0,4.0]", "consolidation.stage2_rounds=1", "consolidation.local_members=8",
-          "logger=none", "export_model=false", "trainer.num_threads=1"]  # fmt: skip
+          "logger=none", "export_model=false", "trainer.num_threads=1", "perturbation.noise_cache_mb=0"]  # fmt: skip
 
 
 @dataclass
