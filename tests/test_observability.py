@@ -225,7 +225,7 @@ def test_read_rounds_skips_only_a_torn_last_line(tmp_path):
 
 
 def test_wandb_tables_take_answers_of_mixed_and_structured_types():
-    from corp.observe.wandb_content import table
+    from corp.observe.logged import table
 
     t = table([{"answer": 42, "tests": ["assert f(1) == 2"]}, {"answer": "x", "reward": None}])
     assert t.columns == ["answer", "tests", "reward"]
