@@ -117,22 +117,28 @@ def test_cli_stops_before_any_work_with_the_key_named(tmp_path):
     assert not out.exists()  # not even hydra's own files are left behind
 
 
+def contents(out) -> dict | None:
+    """Every file below ``out`` with its bytes; None when there is no ``out``."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} if out.exists() else None
+
+
 def cli_error(tmp_path, *overrides, env: dict | None = None) -> str:
     out = tmp_path / "run"
+    before = contents(out)
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={out}", *overrides],
                           capture_output=True, text=True, cwd=ROOT, timeout=300, env={**os.environ, **(env or {})})  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert not out.exists() or (out / "config.json").exists()  # nothing new written
+    assert contents(out) == before  # nothing new written, nothing changed
     return proc.stderr.strip().splitlines()[-1]
 
 
 def run_error(tmp_path, *overrides) -> str:
     """The refusal `run` raises (train.py prints it as one line and exits 2: the slow test above)."""
     out = tmp_path / "run"
-    before = sorted(out.rglob("*")) if out.exists() else None
+    before = contents(out)
     with pytest.raises(UserError) as refused:
         run(compose_config([f"output_dir={out}", "logger=none", *overrides]))
-    assert (sorted(out.rglob("*")) if out.exists() else None) == before  # nothing new written
+    assert contents(out) == before  # nothing new written, nothing changed
     return str(refused.value)
 
 
