@@ -146,12 +146,16 @@ def run_error(tmp_path, *overrides) -> str:
     "overrides, expected",
     [
         (["model.name_or_path=/no/such/model"], "model.name_or_path='/no/such/model'"),
-        (["task.name=nope"], "task.name='nope'"),
         (["task=countdown", "task.test_size=600"], "task.test_size=600"),  # 562 puzzles exist
         (["population.load=/no/such/folder"], "population.load=/no/such/folder"),
         (["mode=eval"], "eval.direction"),
         (["mode=eval", "eval.direction=/no/such/direction.json"], "eval.direction=/no/such/direction.json"),
         (["resume=maybe"], "resume='maybe'"),
+        # a name no registry holds: one line listing the names that exist
+        (["task.name=nope"], "task.name='nope' is not a registered task; allowed: arithmetic, countdown, custom,"),
+        (["consolidation.name=nope"], "consolidation.name='nope' is not a registered operator; allowed: corp, es,"),
+        (["+logger.mine.project=x"], "logger.mine is not a registered logger; allowed: csv, mlflow, tensorboard,"),
+        (["logger=none", "+logger.csv.every=2"], "logger.csv: CsvConfig.__init__() got an unexpected keyword"),
     ],
 )
 def test_bad_inputs_stop_before_any_output_naming_the_key(tmp_path, overrides, expected):

@@ -175,7 +175,7 @@ class _FabricScalars(Callback):
     points = False
 
     def __init__(self, cfg: object) -> None:
-        del cfg  # no keys
+        self.cfg = cfg
         self.logger: Any = None
         self._point = 0
 
