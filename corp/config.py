@@ -104,7 +104,8 @@ class EvalConfig:
 @dataclass
 class TrainerConfig:
     """``trainer.*``: the Lightning Fabric run (ranks shard the population), built with ``_target_``
-    from every key but ``num_threads``."""
+    from every key but ``num_threads``. Not a registry like tasks, operators and loggers: the class is
+    Lightning's own (or a subclass of it), not one written for corp."""
 
     _target_: str = "lightning.fabric.Fabric"
     accelerator: str = "cpu"
