@@ -10,17 +10,14 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from corp.config import in_multirun
 
 log = logging.getLogger("corp")
 
 ERROR_FILE = "error.txt"  # a refused multirun job's one-line reason, in its folder
 REFUSED = 2  # exit status of a refused run, and of a sweep with refused jobs
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def job_dir() -> Path:

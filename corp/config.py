@@ -104,7 +104,8 @@ class EvalConfig:
 @dataclass
 class TrainerConfig:
     """``trainer.*``: the Lightning Fabric run (ranks shard the population), built with ``_target_``
-    from every key but ``num_threads``."""
+    from every key but ``num_threads``. Not a registry like tasks, operators and loggers: the class is
+    Lightning's own (or a subclass of it), not one written for corp."""
 
     _target_: str = "lightning.fabric.Fabric"
     accelerator: str = "cpu"
@@ -134,7 +135,7 @@ class Config:
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # name -> a logger's config, built with its _target_ (conf/logger/); several at once: logger=[wandb,csv]
+    # name -> a registered logger's config (conf/logger/); several at once: logger=[wandb,csv]
     logger: dict[str, Any] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml
@@ -183,6 +184,14 @@ def _job_dirname() -> str:
     return job_dirname(overrides, list(hc.job.config.override_dirname.exclude_keys))
 
 
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun (``-m``), not a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def run_dir() -> str:
     """``output_dir``'s default: the folder Hydra made for this run or job. Before there is one (``--cfg job
     --resolve``), the folder a single run would get; outside Hydra, pass ``output_dir=<folder>``."""
@@ -190,23 +199,18 @@ def run_dir() -> str:
 
     if not HydraConfig.initialized():
         raise ValueError("output_dir: not set and not in a Hydra run; pass output_dir=<folder>")
-    from hydra.types import RunMode
-
     hc = HydraConfig.get()
     if not OmegaConf.is_missing(hc.runtime, "output_dir") and hc.runtime.output_dir:
         return hc.runtime.output_dir
-    return f"{hc.sweep.dir}/<job>" if hc.mode == RunMode.MULTIRUN else hc.run.dir
+    return f"{hc.sweep.dir}/<job>" if in_multirun() else hc.run.dir
 
 
 def sweep_name() -> str | None:
     """In a multirun job, the sweep folder's name (the W&B group of its jobs); None in a single
     run or outside Hydra (e.g. a config composed in a test)."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return Path(HydraConfig.get().sweep.dir).name
+    return Path(HydraConfig.get().sweep.dir).name if in_multirun() else None
 
 
 def register_configs() -> None:
@@ -215,21 +219,20 @@ def register_configs() -> None:
     for name, resolver in (("run_dir", run_dir), ("job_dirname", _job_dirname), ("sweep_name", sweep_name)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
-    from corp import tasks as _  # noqa: F401
-    from corp.consolidate import OPERATORS
-    from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task imports the built-ins)
+    from corp.consolidate.base import OPERATORS
+    from corp.observe.callbacks import LOGGERS
+    from corp.tasks.base import TASKS
 
     # Outside every group, so that `--help` and tab completion offer only real options; a group's YAML
-    # takes its schema with `- /<schema name>@_here_` in its defaults list.
+    # takes its schema with `- /<schema name>@_here_` (a logger's: `@<name>`) in its defaults list.
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(name="model_schema", node=ModelConfig)
     cs.store(name="perturbation_schema", node=PerturbationConfig)
     cs.store(name="trainer_schema", node=TrainerConfig)
-    for name, task_cls in TASKS.items():
-        cs.store(name=f"task_{name}_schema", node=task_cls.config_class)
-    for name, registered in OPERATORS.items():
-        cs.store(name=f"consolidation_{name}_schema", node=registered.config)
+    for registry in (TASKS, OPERATORS, LOGGERS):
+        for name, schema in registry.schemas().items():
+            cs.store(name=name, node=schema)
 
 
 class ConfigError(UserError):
@@ -249,15 +252,19 @@ def validate(cfg: DictConfig | Config) -> Config:
 def _check_cross_group(cfg: Config) -> None:
     """Checks of top-level keys and those that need two groups at once (population vs quantile)."""
     from corp.consolidate import build_operator
+    from corp.observe.callbacks import LOGGERS
 
     if cfg.mode not in MODES:
         raise ValueError(f"mode={cfg.mode!r}; allowed: {', '.join(MODES)}")
     if cfg.resume not in RESUME:
         raise ValueError(f"resume={cfg.resume!r}; allowed: {', '.join(RESUME)}")
     for name, entry in cfg.logger.items():
-        if not isinstance(entry, dict) or "_target_" not in entry:
-            raise ValueError(f"logger.{name}: needs a _target_ (e.g. corp.observe.loggers.WandbLogger); "
-                             "choose loggers with logger=wandb, logger=[wandb,csv] or logger=none")  # fmt: skip
+        schema = LOGGERS[name].config_class  # an unknown name is refused naming the registered loggers
+        if isinstance(entry, dict):  # keys added with +logger.<name>.<key>=... to a logger not chosen
+            try:
+                cfg.logger[name] = schema(**entry)
+            except TypeError as err:
+                raise ValueError(f"logger.{name}: {err}") from None
     if not cfg.checkpoint_every_s > 0:
         raise ValueError(f"checkpoint_every_s={cfg.checkpoint_every_s!r}: must be > 0 (seconds)")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from lightning.fabric import Fabric
 from transformers import PreTrainedTokenizerBase
 
-from corp.config import Config, ConfigError, flatten, result_neutral, to_plain
+from corp.config import Config, ConfigError, flatten, in_multirun, result_neutral, to_plain
 from corp.consolidate import build_operator
 from corp.consolidate.base import Operator
 from corp.errors import Interrupted
@@ -32,7 +32,7 @@ log = logging.getLogger("corp.run")
 
 
 def build_loggers(typed: Config) -> Callbacks:
-    """The loggers of ``logger.*``, built with ``_target_`` before anything is written."""
+    """The loggers of ``logger.*``, built before anything is written."""
     try:
         return Callbacks(build_callbacks(typed.logger))
     except ValueError as err:
@@ -75,7 +75,7 @@ def build_fabric(typed: Config) -> Fabric:
         ) from None
     if not isinstance(fabric, Fabric):
         raise ConfigError(f"trainer._target_={t._target_!r}: builds a {type(fabric).__name__}, not a lightning Fabric")
-    if _starts_processes(fabric) and _in_multirun():
+    if _starts_processes(fabric) and in_multirun():
         raise ConfigError(
             f"trainer.devices={t.devices} with trainer.strategy={t.strategy!r} in a multirun: Lightning would start "
             "each extra process by re-running the whole sweep's command line. Run such jobs one at a time (no -m), "
@@ -94,13 +94,6 @@ def _starts_processes(fabric: Fabric) -> bool:
         isinstance(launcher, _SubprocessScriptLauncher)
         and not launcher.cluster_environment.creates_processes_externally
     )
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @contextmanager

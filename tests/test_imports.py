@@ -9,12 +9,12 @@ CORP = Path(__file__).resolve().parents[1] / "corp"
 
 # Bottom first; the same list, with what each layer is for, is in docs/architecture.md ("Layers").
 LAYERS = [
-    {"errors", "files", "scores"},
+    {"errors", "files", "scores", "registry"},
     {"perturb", "models", "tasks"},
     {"scoring", "store", "results"},
     {"consolidate"},
-    {"config"},
     {"observe", "analyze"},
+    {"config"},  # above observe: it stores the registered loggers' schemas
     {"report"},
     {"evaluate"},
     {"loop"},

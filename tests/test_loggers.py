@@ -1,4 +1,4 @@
-"""Loggers built with `_target_`: the W&B run's settings from the command line, several loggers at once,
+"""Loggers chosen by name (the LOGGERS registry): the W&B run's settings from the command line, several loggers at once,
 optional backends refused in one line when their package is missing, and kill -9 + resume continuing
 the same W&B run instead of opening a second one."""
 

@@ -46,7 +46,7 @@ def wandb_run(tiny_model_dir, task_args, tmp_path_factory):  # noqa: F811
 
 def read_back(run_file: Path) -> tuple[list[dict], dict[int, dict], dict, list]:
     """A .wandb file's history: the per-point rows (in order), the per-round values merged by round;
-    its final summary; and the kind of each history row, in order."""
+    its final summary; and every history row in order, as (kind: "point" or "round", its round, its keys)."""
     points: list[dict] = []
     rounds: dict[int, dict] = defaultdict(dict)
     summary: dict = {}
@@ -55,12 +55,12 @@ def read_back(run_file: Path) -> tuple[list[dict], dict[int, dict], dict, list]:
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = unflatten(record.history.item)
-            if "point" in row:
+            kind = "point" if "point" in row else "round"
+            if kind == "point":
                 points.append(row)
-                order.append("point")
             else:
                 rounds[int(row["round"])].update(row)
-                order.append("round")
+            order.append((kind, int(row["round"]), set(row)))
         elif kind == "summary":
             summary.update(unflatten(record.summary.update))
     return points, rounds, summary, order
@@ -98,9 +98,12 @@ def test_wandb_logs_every_scored_point_live_from_the_first_member(wandb_run):
     candidates = [p for p in points if "candidate/reward" in p]
     assert len(members) == budget["members_scored"] and len(candidates) == budget["candidate_evals"]
     assert [p["point"] for p in points] == list(range(1, len(points) + 1))
-    assert order.index("point") < order.index("round") or order[0] == "round"
-    first_round_row = next(i for i, k in enumerate(order) if k == "round" and i > order.index("point"))
-    assert order[:first_round_row].count("point") >= 4  # round 0's members are on the chart before it ends
+    # live: round 0's members are on the chart before the row that ends round 0 (its histogram) is logged
+    end_of_round_0 = next(i for i, (kind, rnd, keys) in enumerate(order)
+                          if kind == "round" and rnd == 0 and "population/reward_hist" in keys)  # fmt: skip
+    members_of_round_0 = [i for i, (kind, rnd, keys) in enumerate(order)
+                          if kind == "point" and rnd == 0 and "member/reward" in keys]  # fmt: skip
+    assert len(members_of_round_0) == 4 and max(members_of_round_0) < end_of_round_0
     assert [p["round"] for p in members[:4]] == [0, 0, 0, 0] and {m["member/sigma"] for m in members[:4]} == {0.5, 1.0}
     assert all(0 <= p["member/accuracy"] <= 1 for p in members)
     assert points[-1]["example_evals"] == budget["example_evals"]
@@ -225,7 +228,7 @@ def test_read_rounds_skips_only_a_torn_last_line(tmp_path):
 
 
 def test_wandb_tables_take_answers_of_mixed_and_structured_types():
-    from corp.observe.wandb_content import table
+    from corp.observe.logged import table
 
     t = table([{"answer": 42, "tests": ["assert f(1) == 2"]}, {"answer": "x", "reward": None}])
     assert t.columns == ["answer", "tests", "reward"]

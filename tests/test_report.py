@@ -205,19 +205,29 @@ def test_a_folder_without_finished_runs_is_an_error(tmp_path, capsys):
 
 def test_the_report_takes_each_methods_rows_from_the_operator_registry(tmp_path, monkeypatch):
     """A new operator names its rows and its place in the registry; the report needs no change."""
-    from corp.consolidate import OPERATORS, Registered
-    from corp.consolidate.base import ReportRow
+    from dataclasses import dataclass
+
+    from corp.consolidate import OPERATORS
+    from corp.consolidate.base import Operator, ReportRow
     from corp.consolidate.soup import SoupConfig, SoupOperator
+    from corp.registry import Registry
+
+    @dataclass
+    class HalvesConfig(SoupConfig):
+        name: str = "halves"
 
     class Halves(SoupOperator):
-        name, display_name, compared = "halves", "Halves", True
+        config_class, display_name, compared = HalvesConfig, "Halves", True
 
         @classmethod
         def report_rows(cls, results, config):
             early = results.rounds[0]["early"]  # whatever the method recorded in its run
             return [ReportRow("Halves early", early, sort=(1,)), ReportRow("Halves late", results.splits["test"].final)]
 
-    registry = {"halves": Registered(SoupConfig, lambda cfg: None, Halves), **OPERATORS}  # listed first
+    registry = Registry("consolidation", "operator", Operator)
+    registry.register("halves")(Halves)  # registered first, so listed first
+    for name, op in OPERATORS.items():
+        registry.register(name)(op)
     monkeypatch.setattr("corp.report.table.OPERATORS", registry)
     fake_run(tmp_path / "r", "randopt", final=0.28, votes={"1": 0.28, "3": 0.31})
     folder = fake_run(tmp_path / "h", "soup", final=0.4)
@@ -246,8 +256,7 @@ def test_every_registered_operator_names_its_report_rows():
     results = Results("train", "arithmetic", "m", "float32", {"test": SplitResult(0.4, 0.5, 0.4, 0.5, 8)}, 1.0,
                       budget=Budget(members_scored=40), vote=vote)  # fmt: skip
     config = {"perturbation": {"population_size": 8}, "consolidation": {"rounds": 3, "population_size": None}}
-    for name, registered in OPERATORS.items():
-        op = registered.operator
+    for name, op in OPERATORS.items():
         assert op.name == name and op.display_name and op.display_name != name
         rows = op.report_rows(results, config)
         assert rows and all(r.label.startswith(op.display_name) and 0 <= r.accuracy <= 1 for r in rows), name

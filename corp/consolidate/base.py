@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from corp.perturb.direction import Direction
+from corp.registry import Registry
 from corp.results import Results
 from corp.scores import PopulationScores, Scores
 
@@ -116,11 +117,20 @@ def report_row(name: str, results: Results, config: dict[str, Any]) -> ReportRow
 
 
 class Operator(ABC):
-    """A consolidation method, driven round by round by the loop."""
+    """A consolidation method, driven round by round by the loop; registered with
+    ``@OPERATORS.register("<name>")`` (which sets ``name``) and built by ``from_config``."""
 
-    name: str = ""
+    name: str = ""  # set by the registry
+    config_class: type[ConsolidationConfig]  # its ``consolidation.*`` dataclass
     display_name: str = ""  # how reports name the method (default: ``name``)
     compared: bool = False  # reports set this method's rows against the base and the REFERENCE/ENSEMBLE rows
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Operator:
+        """The operator from the whole typed config: its ``consolidation.*`` group and the population it
+        draws (``perturbation.*``, ``seed``). Operators that need other keys override this."""
+        p = cfg.perturbation
+        return cls(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, p.antithetic)
 
     @classmethod
     def report_rows(cls, results: Results, config: dict[str, Any]) -> list[ReportRow]:
@@ -155,3 +165,7 @@ class ConsolidationConfig:
     """Fields every ``consolidation.*`` config has; each operator subclasses it."""
 
     name: str = "corp"
+
+
+# consolidation=<name>; corp/consolidate/__init__.py fills it, and reports list methods in its order
+OPERATORS: Registry[Operator] = Registry("consolidation", "operator", Operator)

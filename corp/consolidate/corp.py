@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from corp.consolidate.base import (
+    OPERATORS,
     ConsolidationConfig,
     Evaluate,
     Operator,
@@ -176,6 +177,7 @@ def _members_needed(quantiles: list[float]) -> int:
     return n
 
 
+@OPERATORS.register("corp")
 class CorpOperator(Operator):
     """CoRP stage 0 + 1 in round 0, gated stage-2 rounds after it.
 
@@ -190,9 +192,16 @@ class CorpOperator(Operator):
     best candidate's elite cloud.
     """
 
-    name = "corp"
+    config_class = CorpConfig
     display_name = "CoRP"
     compared = True  # reports compare its rows with the base and the RandOpt baselines
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> CorpOperator:
+        """Stage 2 also splits the support split (``task.support_size``) into selection and gate halves."""
+        p = cfg.perturbation
+        return cls(cfg.consolidation, p.population_size, list(p.sigmas), cfg.seed, cfg.task.support_size,
+                   p.antithetic)  # fmt: skip
 
     def __init__(
         self,

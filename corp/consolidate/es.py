@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from corp.consolidate.base import (
+    OPERATORS,
     ConsolidationConfig,
     Evaluate,
     Operator,
@@ -59,9 +60,16 @@ def es_step(population: Population, mean_rewards: np.ndarray, lr: float) -> Dire
     return Direction(np.asarray(population.seeds, dtype=np.int64), lr / len(z) * z * signs).pruned()
 
 
+@OPERATORS.register("es")
 class ESOperator(Operator):
-    name = "es"
+    config_class = ESConfig
     display_name = "ES"
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ESOperator:
+        """ES draws its members at its own ``consolidation.sigma``, not ``perturbation.sigmas``."""
+        p = cfg.perturbation
+        return cls(cfg.consolidation, p.population_size, cfg.seed, p.antithetic)
 
     @classmethod
     def report_rows(cls, results: Results, config: dict[str, Any]) -> list[ReportRow]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from corp.consolidate.base import (
     ENSEMBLE,
+    OPERATORS,
     REFERENCE,
     ConsolidationConfig,
     Ensemble,
@@ -49,8 +50,9 @@ class RandOptConfig(ConsolidationConfig):
         self.vote_ks = sorted({int(k) for k in self.vote_ks})
 
 
+@OPERATORS.register("randopt")
 class RandOptOperator(Operator):
-    name = "randopt"
+    config_class = RandOptConfig
     display_name = "RandOpt"
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from corp.consolidate.base import (
+    OPERATORS,
     ConsolidationConfig,
     Evaluate,
     Operator,
@@ -49,8 +50,9 @@ def soup_direction(members: list[Direction]) -> Direction:
     return Direction.combine(members, [1.0 / len(members)] * len(members))
 
 
+@OPERATORS.register("soup")
 class SoupOperator(Operator):
-    name = "soup"
+    config_class = SoupConfig
     display_name = "Soup"
 
     def __init__(

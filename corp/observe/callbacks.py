@@ -1,7 +1,7 @@
 """Observation as callbacks: the run and the loop emit typed records, observers (loggers) consume them.
 
-Only rank 0 emits. An observer never feeds anything back into a decision. Loggers are built from the
-``logger.<name>`` configs with Hydra's ``_target_`` (see ``corp.observe.loggers``).
+Only rank 0 emits. An observer never feeds anything back into a decision. Loggers are callbacks
+registered in ``LOGGERS`` and built from their ``logger.<name>`` configs (see ``corp.observe.loggers``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corp.registry import Registry
 from corp.results import Results
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,16 @@ class RunEnded:
 
 class Callback:
     """Override the hooks you need. ``finish`` always runs, with "success", "failed", "refused" or
-    "interrupted"."""
+    "interrupted". A logger is a callback registered with ``@LOGGERS.register("<name>")``, whose
+    ``config_class`` holds its ``logger.<name>.*`` keys."""
+
+    name: str = ""  # a logger's, set by the registry
+    config_class: type
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Callback:
+        """A logger from its ``logger.<name>`` config (the registry builds every logger this way)."""
+        return cls(cfg)
 
     def on_run_start(self, rec: RunStarted) -> None: ...
     def on_point(self, rec: PointScored) -> None: ...
@@ -133,22 +143,17 @@ class Callbacks:
         self._call("finish", status)
 
 
-def build_callbacks(loggers: dict[str, Any]) -> list[Callback]:
-    """The ``logger.<name>`` configs, each built with Hydra's ``instantiate``; a bad one raises a
-    ValueError naming its key."""
-    from hydra.utils import instantiate
+LOGGERS: Registry[Callback] = Registry("logger", "logger", Callback, several=True)  # corp/observe/__init__.py fills it
 
+
+def build_callbacks(loggers: dict[str, Any]) -> list[Callback]:
+    """The loggers of ``logger.*``, each built from its config; one that cannot be built (an unknown
+    name, a missing package) raises a ValueError naming its key."""
     built = []
     for name, cfg in loggers.items():
-        key = f"logger.{name}"
-        if not isinstance(cfg, dict) or "_target_" not in cfg:
-            raise ValueError(f"{key}: needs a _target_ (a class such as corp.observe.loggers.WandbLogger)")
+        cls = LOGGERS[name]
         try:
-            callback = instantiate(cfg, _convert_="all")
-        except Exception as err:  # Hydra wraps the cause: keep its last line
-            cause = err.__cause__ or err
-            raise ValueError(f"{key}: cannot build {cfg['_target_']} ({type(cause).__name__}: {cause})") from None
-        if not isinstance(callback, Callback):
-            raise ValueError(f"{key}: {cfg['_target_']} is not a corp.observe.callbacks.Callback")
-        built.append(callback)
+            built.append(cls.from_config(cfg))
+        except (ImportError, TypeError, ValueError) as err:
+            raise ValueError(f"logger.{name}: {err}") from None
     return built

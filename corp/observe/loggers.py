@@ -1,5 +1,6 @@
-"""The loggers a run can write to, each a callback built from ``conf/logger/<name>.yaml`` with
-``_target_``. Several at once: ``logger=[wandb,csv]``; a key of one: ``logger.wandb.tags=[a,b]``.
+"""The loggers a run can write to: callbacks registered in ``LOGGERS`` under the name ``logger=`` selects,
+each with a config dataclass holding its ``logger.<name>.*`` keys and their defaults. Several at once:
+``logger=[wandb,csv]``; a key of one: ``logger.wandb.tags=[a,b]``.
 
 W&B goes through the ``wandb`` client directly (Fabric ships no W&B logger; the Trainer's prints a
 warning on every run). CSV and TensorBoard are Lightning Fabric's loggers; MLflow is its own client.
@@ -10,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corp.observe import wandb_content
+from corp.observe import logged
 from corp.observe.callbacks import (
+    LOGGERS,
     Callback,
     EvalScored,
     PointScored,
@@ -27,13 +30,29 @@ from corp.observe.callbacks import (
 WANDB_RUN_FILE = "wandb_run.json"  # in the run folder: the W&B run id, so that a resume continues that run
 
 
-def _require(module: str, key: str, package: str) -> None:
+def _require(package: str, *modules: str) -> None:
+    """Refuse a logger whose package is missing (any one of ``modules``, default the package, will do)."""
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{key} needs the {package!r} package (pip install {package})")
+    if not any(importlib.util.find_spec(m) is not None for m in modules or (package,)):
+        raise ImportError(f"needs the {package!r} package (pip install {package})")
 
 
+@dataclass
+class WandbConfig:
+    """``logger=wandb``: the W&B run's settings."""
+
+    project: str = "corp"
+    entity: str | None = None  # your W&B user or team; null: your default entity
+    name: str | None = None  # the run's name; null: the run folder's name
+    group: str | None = None  # conf/logger/wandb.yaml: a multirun's jobs are grouped by the sweep folder's name
+    tags: list[str] = field(default_factory=list)  # e.g. logger.wandb.tags=[baseline,countdown]
+    job_type: str | None = None  # null: the run's mode (train or eval)
+    notes: str | None = None
+    offline: bool | None = None  # null: offline unless a W&B API key is configured; sync later with `wandb sync`
+
+
+@LOGGERS.register("wandb")
 class WandbLogger(Callback):
     """One W&B run per run folder. Live: one history step per scored member or candidate (x-axis
     ``point``), per round (x-axis ``round``) the scalars, tables and histograms that recur, and the best
@@ -41,13 +60,11 @@ class WandbLogger(Callback):
     one-point chart. The summary holds the headline (``test/accuracy``, ``test/base_accuracy``,
     ``test/gain``, ``probe/accuracy``), the budget and the throughput; the config is the run's config."""
 
-    def __init__(self, project: str = "corp", entity: str | None = None, name: str | None = None,
-                 group: str | None = None, tags: list[str] | None = None, job_type: str | None = None,
-                 notes: str | None = None, offline: bool | None = None) -> None:  # fmt: skip
-        _require("wandb", "logger.wandb", "wandb")
-        self.settings = dict(project=project, entity=entity, name=name, group=group, tags=list(tags or []),
-                             job_type=job_type, notes=notes)  # fmt: skip
-        self.offline = offline
+    config_class = WandbConfig
+
+    def __init__(self, cfg: WandbConfig) -> None:
+        _require("wandb")
+        self.cfg = cfg
         self.run: Any = None
         self.out: Path | None = None
         self._logged_round = -1  # rounds observed in an earlier attempt are not logged again
@@ -64,12 +81,12 @@ class WandbLogger(Callback):
         state = json.loads(saved.read_text()) if rec.resumed and saved.exists() else {}
         run_id = state.get("id") or uuid.uuid4().hex[:8]
         self._logged_round = state.get("round", -1) if state else -1
-        offline = self.offline
+        offline = self.cfg.offline
         if offline is None:  # online only when the user has a key configured
             offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
-        s = self.settings
-        self.run = wandb.init(project=s["project"], entity=s["entity"], name=s["name"] or rec.output_dir.name,
-                              group=s["group"], tags=s["tags"], job_type=s["job_type"] or rec.mode, notes=s["notes"],
+        c = self.cfg
+        self.run = wandb.init(project=c.project, entity=c.entity, name=c.name or rec.output_dir.name, group=c.group,
+                              tags=list(c.tags), job_type=c.job_type or rec.mode, notes=c.notes,
                               dir=str(rec.output_dir), id=run_id, resume="allow", config=rec.config,
                               mode="offline" if offline else "online")  # fmt: skip
         self._save_state(run_id)
@@ -118,10 +135,10 @@ class WandbLogger(Callback):
         best, self._best = self._best, None
         if replayed:
             return
-        content = wandb_content.round_content(rec.entry)
+        content = logged.round_content(rec.entry)
         if best is not None and best.samples:
             rows = [{"member": best.index, "sigma": best.sigma, **s} for s in best.samples]
-            content["samples/round_best_member"] = wandb_content.table(rows)
+            content["samples/round_best_member"] = logged.table(rows)
         for key in content:
             self.run.define_metric(key, step_metric="round", summary="none")
         self.run.log({"round": rec.round, **row, **content})
@@ -130,13 +147,13 @@ class WandbLogger(Callback):
 
     def on_samples(self, rec: SamplesReady) -> None:
         self.run.define_metric(rec.key, step_metric="round", summary="none")
-        self.run.log({"round": rec.round, rec.key: wandb_content.table(rec.rows)})
+        self.run.log({"round": rec.round, rec.key: logged.table(rec.rows)})
 
     def on_run_end(self, rec: RunEnded) -> None:
         self.run.summary.update({k: v for k, (_, v) in self._once.items()})  # single-round values
-        self.run.summary.update(wandb_content.headline(rec.results))
+        self.run.summary.update(logged.headline(rec.results))
         if rec.plots:
-            wandb_content.log_images(self.run, rec.plots, max(self._logged_round, 0))
+            logged.log_images(self.run, rec.plots, max(self._logged_round, 0))
 
     def finish(self, status: str) -> None:
         if self.run is not None:
@@ -157,7 +174,8 @@ class _FabricScalars(Callback):
 
     points = False
 
-    def __init__(self) -> None:
+    def __init__(self, cfg: object) -> None:
+        self.cfg = cfg
         self.logger: Any = None
         self._point = 0
 
@@ -182,8 +200,16 @@ class _FabricScalars(Callback):
             self.logger = None
 
 
+@dataclass
+class CsvConfig:
+    """``logger=csv``: no keys."""
+
+
+@LOGGERS.register("csv")
 class CsvLogger(_FabricScalars):
     """``csv/metrics.csv``: one row per round."""
+
+    config_class = CsvConfig
 
     def make(self, out: Path) -> Any:
         from lightning.fabric.loggers import CSVLogger
@@ -191,15 +217,21 @@ class CsvLogger(_FabricScalars):
         return CSVLogger(root_dir=str(out), name="csv", version="")
 
 
+@dataclass
+class TensorBoardConfig:
+    """``logger=tensorboard``: no keys."""
+
+
+@LOGGERS.register("tensorboard")
 class TensorBoardLogger(_FabricScalars):
     """``tensorboard/``: round scalars and every scored point (needs ``pip install tensorboard``)."""
 
+    config_class = TensorBoardConfig
     points = True
 
-    def __init__(self) -> None:
-        if not any(_has(m) for m in ("tensorboard", "tensorboardX")):
-            raise ImportError("logger.tensorboard needs the 'tensorboard' package (pip install tensorboard)")
-        super().__init__()
+    def __init__(self, cfg: TensorBoardConfig) -> None:
+        _require("tensorboard", "tensorboard", "tensorboardX")
+        super().__init__(cfg)
 
     def make(self, out: Path) -> Any:
         from lightning.fabric.loggers import TensorBoardLogger as Fabric
@@ -207,13 +239,25 @@ class TensorBoardLogger(_FabricScalars):
         return Fabric(root_dir=str(out), name="tensorboard", version="")
 
 
+@dataclass
+class MlflowConfig:
+    """``logger=mlflow``: where the MLflow run goes."""
+
+    experiment: str = "corp"
+    tracking_uri: str | None = None  # null: <run folder>/mlruns; e.g. http://localhost:5000
+    run_name: str | None = None  # null: the run folder's name
+
+
+@LOGGERS.register("mlflow")
 class MlflowLogger(Callback):
     """One MLflow run: round scalars (step: round), the headline and the config's top keys as params
-    (needs ``pip install mlflow``; ``tracking_uri`` null: ``<run folder>/mlruns``)."""
+    (needs ``pip install mlflow``)."""
 
-    def __init__(self, experiment: str = "corp", tracking_uri: str | None = None, run_name: str | None = None) -> None:
-        _require("mlflow", "logger.mlflow", "mlflow")
-        self.experiment, self.tracking_uri, self.run_name = experiment, tracking_uri, run_name
+    config_class = MlflowConfig
+
+    def __init__(self, cfg: MlflowConfig) -> None:
+        _require("mlflow")
+        self.experiment, self.tracking_uri, self.run_name = cfg.experiment, cfg.tracking_uri, cfg.run_name
         self.client: Any = None
         self.run_id: str | None = None
 
@@ -232,15 +276,9 @@ class MlflowLogger(Callback):
             self.client.log_metric(self.run_id, key, value, step=rec.round)
 
     def on_run_end(self, rec: RunEnded) -> None:
-        for key, value in wandb_content.headline(rec.results).items():
+        for key, value in logged.headline(rec.results).items():
             self.client.log_metric(self.run_id, key, value)
 
     def finish(self, status: str) -> None:
         if self.client is not None and self.run_id is not None:
             self.client.set_terminated(self.run_id, "FINISHED" if status == "success" else "FAILED")
-
-
-def _has(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None

@@ -142,12 +142,11 @@ def build_table(runs: list[Run], by: list[str] | None = None) -> Table:
             name = f"evaluated {Path(str(res.evaluated)).name}"
             _add(row(name, setting, (len(methods) + 2, 0), (name,)), run.task, test.final, budget)
             continue
-        registered = OPERATORS.get(run.method)
-        if registered is None:  # an operator this checkout does not know: one plain row, after the known ones
+        op = OPERATORS.get(run.method)
+        if op is None:  # an operator this checkout does not know: one plain row, after the known ones
             group, extra, method, compared = len(methods) + 1, (run.method,), run.method, False
             contributed = [report_row(run.method, res, run.plain)]
         else:
-            op = registered.operator
             group, extra, method, compared = 1 + methods.index(run.method), (), op.display_name or op.name, op.compared
             contributed = op.report_rows(res, run.plain)
         for c in contributed:

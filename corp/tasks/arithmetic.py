@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from corp.tasks.base import Example, Task, TaskConfig, register_task
+from corp.tasks.base import TASKS, Example, Task, TaskConfig
 
 OPERATIONS = ("+", "-", "*")
 
@@ -55,7 +55,7 @@ def last_number(text: str) -> str | None:
     return str(-value if sign else value)
 
 
-@register_task("arithmetic")
+@TASKS.register("arithmetic")
 class ArithmeticTask(Task):
     """Questions like "What is 47 + 38?"; reward 1 when the last number in the completion is the result."""
 

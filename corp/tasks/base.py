@@ -1,17 +1,18 @@
 """The task interface and registry.
 
-A task is data + prompt + answer extraction + reward, registered by name. Nothing
-outside ``corp/tasks`` branches on task names: the run looks the class up here.
+A task is data + prompt + answer extraction + reward, registered by name with ``@TASKS.register``
+(corp.registry). Nothing outside ``corp/tasks`` branches on task names: the run looks the class up here.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import MISSING
+
+from corp.registry import Registry
 
 SPLITS = ("support", "probe", "test")
 # ``task.*`` keys that only choose which examples a split holds: the score store keys on the
@@ -56,13 +57,14 @@ class Example:
 class Task(ABC):
     """Base class of every task.
 
-    Subclasses set ``name``, ``max_new_tokens`` and ``stop`` (strings after which
+    Subclasses are registered with ``@TASKS.register("<name>")`` (which sets ``name``), set
+    ``config_class``, ``max_new_tokens`` and ``stop`` (strings after which
     decoding of an example may end), and implement ``examples`` (a deterministic,
     duplicate-free stream of candidate examples for a seed), ``reward`` and
     ``extract``. Splits are cut from that stream so they never overlap.
     """
 
-    name: str = ""
+    name: str = ""  # set by the registry
     config_class: type[TaskConfig] = TaskConfig
     max_new_tokens: int = 32
     stop: tuple[str, ...] = ()
@@ -73,6 +75,11 @@ class Task(ABC):
             self.max_new_tokens = int(cfg.max_new_tokens)
         self.system_prompt: str | None = getattr(cfg, "system_prompt", None)
         self.few_shot: list[dict[str, str]] = list(getattr(cfg, "few_shot", []) or [])
+
+    @classmethod
+    def from_config(cls, cfg: TaskConfig) -> Task:
+        """The task from its ``task.*`` config (the registry builds every member this way)."""
+        return cls(cfg)
 
     @abstractmethod
     def examples(self, seed: int, count: int) -> list[Example]:
@@ -132,24 +139,9 @@ class Task(ABC):
         return "\n\n".join(parts) + "\n"
 
 
-TASKS: dict[str, type[Task]] = {}
-
-
-def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
-    def wrap(cls: type[Task]) -> type[Task]:
-        if name in TASKS:
-            raise ValueError(f"task {name!r} registered twice")
-        cls.name = name
-        TASKS[name] = cls
-        return cls
-
-    return wrap
+TASKS: Registry[Task] = Registry("task", "task", Task)  # corp/tasks/__init__.py fills it
 
 
 def build_task(cfg: Any) -> Task:
     """The task named ``cfg.name``, built from its config."""
-    from corp import tasks as _  # noqa: F401  (registers the built-in tasks)
-
-    if cfg.name not in TASKS:
-        raise ValueError(f"task.name={cfg.name!r} is not a registered task; allowed: {', '.join(sorted(TASKS))}")
-    return TASKS[cfg.name](cfg)
+    return TASKS.build(cfg.name, cfg)

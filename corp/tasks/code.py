@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from corp.tasks.base import Example, register_task
+from corp.tasks.base import TASKS, Example
 from corp.tasks.dataset import DataConfig, DatasetTask, column
 from corp.tasks.judge import SAFE_CALLS, NotConvertible, Suite, failure, from_asserts, record, run_suite
 from corp.tasks.sandbox import Limits, host_path, isolation, view
@@ -191,7 +191,7 @@ class HumanEvalConfig(CodeConfig):
     builtin_data = True
 
 
-@register_task("humaneval")
+@TASKS.register("humaneval")
 class HumanEvalTask(CodeTask):
     """Complete a documented function; the problem's ``check`` must pass."""
 
@@ -255,7 +255,7 @@ def _list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-@register_task("mbpp")
+@TASKS.register("mbpp")
 class MBPPTask(CodeTask):
     """Write a function from a one-line description; its asserts (shown in the prompt) must pass."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from corp.tasks.base import Example, Task, TaskConfig, register_task
+from corp.tasks.base import TASKS, Example, Task, TaskConfig
 from corp.tasks.data import read_file
 
 OPERATIONS = ("+", "-", "*", "/")
@@ -123,7 +123,7 @@ def solves(expression: str, numbers: list[int], target: int) -> bool:
     return result is not None and sorted(result[1]) == sorted(numbers) and result[0] == target
 
 
-@register_task("countdown")
+@TASKS.register("countdown")
 class CountdownTask(Task):
     """Reach a target from a few small numbers; the answer goes inside ``<answer>...</answer>``."""
 

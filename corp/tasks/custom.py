@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from corp.errors import UserError
-from corp.tasks.base import Example, register_task
+from corp.tasks.base import TASKS, Example
 from corp.tasks.dataset import DataConfig, DatasetTask
 
 CACHE_SIZE = 8192
@@ -79,7 +79,7 @@ def _accepts(fn: Callable) -> tuple[set[str], bool]:
     return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-@register_task("custom")
+@TASKS.register("custom")
 class CustomTask(DatasetTask):
     """Any data set scored by a user's reward function."""
 

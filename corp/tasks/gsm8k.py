@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corp.tasks.answers import canonical_number, first_number, last_number
-from corp.tasks.base import Example, register_task
+from corp.tasks.base import TASKS, Example
 from corp.tasks.dataset import DataConfig, DatasetTask, column
 
 PROMPT = '{question}\nLet\'s think step by step and write the final answer after "####".'
@@ -37,7 +37,7 @@ def final_number(text: str) -> str | None:
     return found if found is not None else last_number(text)
 
 
-@register_task("gsm8k")
+@TASKS.register("gsm8k")
 class GSM8KTask(DatasetTask):
     """Word problems with one numeric answer; reward 1 when the final number is right."""
 

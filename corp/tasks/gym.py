@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corp.tasks.answers import MissingExtra, last_tagged
-from corp.tasks.base import Example, Task, TaskConfig, register_task
+from corp.tasks.base import TASKS, Example, Task, TaskConfig
 
 INSTRUCTION = "Give only the final answer, inside <{tag}></{tag}>."
 SHOT_SEED = 2**31 - 1  # worked examples come from a stream no data_seed maps to (seeds are strided)
@@ -73,7 +73,7 @@ def _open(dataset: str, options: dict[str, Any], seed: int, size: int) -> Any:
         raise ValueError(f"task.options={options!r} rejected by reasoning-gym {dataset!r}: {err}") from None
 
 
-@register_task("gym")
+@TASKS.register("gym")
 class GymTask(Task):
     """One reasoning-gym dataset: its questions, its answers, its ``score_answer``."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from corp.tasks.base import Example, register_task
+from corp.tasks.base import TASKS, Example
 from corp.tasks.dataset import DataConfig, DatasetTask, column
 from corp.tasks.latex import canonical, equivalent, last_boxed
 
@@ -30,7 +30,7 @@ class MathConfig(DataConfig):
     test_split: str | None = None  # null: support, probe and test are cut from it, disjoint
 
 
-@register_task("math")
+@TASKS.register("math")
 class MathTask(DatasetTask):
     """Problems whose answer is the last ``\\boxed{}`` of the completion."""
 

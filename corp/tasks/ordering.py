@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from corp.tasks.base import Example, register_task
+from corp.tasks.base import TASKS, Example
 from corp.tasks.dataset import DataConfig, DatasetTask, column
 
 POSITION_WEIGHT, PAIR_WEIGHT = 0.6, 0.4
@@ -78,7 +78,7 @@ def order_reward(predicted: list[int], truth: list[int]) -> float:
     return POSITION_WEIGHT * positions + PAIR_WEIGHT * pairs
 
 
-@register_task("rocstories")
+@TASKS.register("rocstories")
 class OrderingTask(DatasetTask):
     """Shuffled stories; reward for positions and adjacent pairs put back in order."""
 

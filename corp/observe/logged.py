@@ -1,5 +1,5 @@
-"""What goes to W&B besides the scalar metrics: per-round histograms and tables, sample
-completions, the run's plots, and the summary's headline (see ``corp.observe.loggers.WandbLogger``).
+"""What the loggers record besides the scalar metrics: per-round histograms and tables, sample
+completions and the run's plots (W&B), and the headline results (W&B's summary, MLflow's metrics).
 """
 
 from __future__ import annotations
