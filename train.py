@@ -19,10 +19,11 @@ register_configs()  # typed schemas + the resolvers used in conf/
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from corp import cli
+    from corp import cli, hydra_errors
     from corp.errors import Interrupted, UserError
     from corp.run import run
 
+    hydra_errors.job_started()
     cli.clear_error()
     try:
         results = run(cfg, on_start=lambda out: cli.save_hydra_files(cfg, out))
@@ -38,7 +39,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from corp.hydra_errors import guard
+
+    guard(main)  # Hydra's own errors (overrides, options, keys) as one line, exit status 2
     from corp.cli import REFUSED, SweepStatus
 
     sys.exit(REFUSED if SweepStatus.failed else 0)

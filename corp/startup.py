@@ -22,10 +22,11 @@ from corp.config import Config, ConfigError, flatten, result_neutral, to_plain
 from corp.consolidate import build_operator
 from corp.consolidate.base import Operator
 from corp.errors import Interrupted
-from corp.models.loading import ModelConfig, load_tokenizer, resolve
+from corp.models.loading import ModelConfig, check_weights, load_tokenizer, meta_model, resolve
 from corp.observe.callbacks import Callbacks, build_callbacks
 from corp.observe.loggers import WANDB_RUN_FILE
 from corp.perturb.direction import Direction
+from corp.perturb.space import select_parameters
 from corp.tasks.base import SPLITS, Example, Task, build_task
 
 log = logging.getLogger("corp.run")
@@ -157,12 +158,21 @@ def prepare(typed: Config) -> Inputs:
     try:
         source = _resolve_model(typed.model)
         tokenizer = load_tokenizer(typed.model, source)
+        check_model(typed, source)
     except (ValueError, FileNotFoundError) as err:  # these name the key already
         raise ConfigError(str(err).strip("'\"")) from None
     except OSError as err:  # a hub id that cannot be fetched
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"model.name_or_path={typed.model.name_or_path!r}: cannot load it ({first})") from None
     return Inputs(task, splits, operator, source, tokenizer, evaluated)
+
+
+def check_model(typed: Config, source: Path | str) -> None:
+    """The model's files readable and ``perturbation.include``/``exclude`` selecting some of its
+    parameters, checked without loading any weights."""
+    p = typed.perturbation
+    check_weights(typed.model, source)
+    select_parameters(meta_model(source), p.include, p.exclude)
 
 
 def _resolve_model(model: ModelConfig) -> Path | str:

@@ -155,6 +155,31 @@ def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTra
     return tokenizer
 
 
+def check_weights(cfg: ModelConfig, source: Path | str) -> None:
+    """Refuse a local model whose safetensors files cannot be read (truncated, overwritten, not
+    safetensors at all), naming the key and the file, before the run writes anything."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(source).is_dir():
+        return  # a hub id: the hub's files are checked by their hashes when downloaded
+    for file in sorted(Path(source).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass  # reading the header checks that the file holds every tensor it lists
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"model.name_or_path={cfg.name_or_path!r}: {file.name} is truncated or not a "
+                             f"safetensors file ({err}); download or save the model again") from None
+
+
+def meta_model(source: Path | str) -> PreTrainedModel:
+    """The model's architecture without its weights (on the meta device): its parameter names, for
+    checks made before anything is loaded."""
+    from transformers import AutoConfig
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
+
+
 def load_model(
     cfg: ModelConfig,
     device: torch.device | str = "cpu",
@@ -192,13 +217,17 @@ def save_model(
     canonical = {id(p): n for n, p in model.named_parameters()}  # tied weights: one master for every alias
     alias = {n: canonical[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
     state = {k: masters.get(alias.get(k, k), v).detach().to(DTYPES[dtype]) for k, v in model.state_dict().items()}
-    model.save_pretrained(tmp, state_dict=state)
-    saved_dtype = model.config.dtype  # save_pretrained recorded the live model's dtype; record the file's
-    model.config.dtype = dtype
     try:
-        model.config.save_pretrained(tmp)
-    finally:
-        model.config.dtype = saved_dtype
-    tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state)
+        saved_dtype = model.config.dtype  # save_pretrained recorded the live model's dtype; record the file's
+        model.config.dtype = dtype
+        try:
+            model.config.save_pretrained(tmp)
+        finally:
+            model.config.dtype = saved_dtype
+        tokenizer.save_pretrained(tmp)
+    except BaseException:  # a full disk, an interrupt: no half-written copy is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

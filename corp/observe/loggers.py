@@ -45,6 +45,7 @@ class WandbLogger(Callback):
                  group: str | None = None, tags: list[str] | None = None, job_type: str | None = None,
                  notes: str | None = None, offline: bool | None = None) -> None:  # fmt: skip
         _require("wandb", "logger.wandb", "wandb")
+        _check_wandb_mode()
         self.settings = dict(project=project, entity=entity, name=name, group=group, tags=list(tags or []),
                              job_type=job_type, notes=notes)  # fmt: skip
         self.offline = offline
@@ -144,6 +145,17 @@ class WandbLogger(Callback):
                 self.run.mark_preempting()  # resumable: a rerun continues this run
             self.run.finish(exit_code=0 if status == "success" else 1)
             self.run = None
+
+
+WANDB_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")  # what wandb takes in WANDB_MODE
+
+
+def _check_wandb_mode() -> None:
+    """A ``WANDB_MODE`` that wandb would refuse (an empty one, a typo) stops the run before it starts,
+    rather than letting it go on without the logger the user asked for."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is not None and mode not in WANDB_MODES:
+        raise ValueError(f"WANDB_MODE={mode!r} (environment): allowed: {', '.join(WANDB_MODES)}, or unset it")
 
 
 def _netrc_has_wandb() -> bool:
