@@ -137,7 +137,33 @@ def resolve(cfg: ModelConfig) -> Path | str:
         return path
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise FileNotFoundError(f"model.name_or_path={name!r}: no such directory, and not a hub id")
-    return name  # hub id; from_pretrained raises a clear error if it cannot be fetched
+    return _hub_source(name)
+
+
+def _hub_source(name: str) -> Path | str:
+    """A hub id as ``from_pretrained`` should load it: the id while the hub answers; the cached copy
+    when it does not (offline), so that loading does not spend a minute retrying; refused at once when
+    it is neither on the hub nor in the cache."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    key = f"model.name_or_path={name!r}"
+    reason = "HF_HUB_OFFLINE is set"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=10)  # one request, no retries
+            return name
+        except HfHubHTTPError as err:  # the hub answered: no such model, or not for this token
+            first = str(err).strip().splitlines()[0]
+            raise FileNotFoundError(f"{key}: not a local folder, and the hub has no such model ({first})") from None
+        except Exception as err:  # no network, no DNS, a proxy: offline
+            reason = f"the hub cannot be reached ({type(err).__name__}: {err})"
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        log.info("%s: %s; loading the cached copy %s", key, reason, Path(cached).parent)
+        return Path(cached).parent
+    raise FileNotFoundError(f"{key}: not a local folder nor in the hub cache ({constants.HF_HUB_CACHE}), and "
+                            f"{reason}; download it first or give a local model folder")
 
 
 def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTrainedTokenizerBase:
