@@ -22,7 +22,7 @@ from corp.config import Config, ConfigError, flatten, result_neutral, to_plain
 from corp.consolidate import build_operator
 from corp.consolidate.base import Operator
 from corp.errors import Interrupted
-from corp.models.loading import ModelConfig, check_weights, load_tokenizer, meta_model, resolve
+from corp.models.loading import ModelConfig, check_weights, hub_source, load_tokenizer, meta_model, resolve
 from corp.observe.callbacks import Callbacks, build_callbacks
 from corp.observe.loggers import WANDB_RUN_FILE
 from corp.perturb.direction import Direction
@@ -176,10 +176,12 @@ def check_model(typed: Config, source: Path | str) -> None:
 
 
 def _resolve_model(model: ModelConfig) -> Path | str:
-    """``resolve``, with an unreadable GGUF file (truncated, corrupt) refused naming the key and the file."""
+    """``resolve``, with a hub id checked by ``hub_source`` and an unreadable GGUF file (truncated, corrupt)
+    refused naming the key and the file."""
     name = model.name_or_path
     if not (name == "embedded" or name.endswith(".gguf")):
-        return resolve(model)
+        source = resolve(model)
+        return hub_source(name) if isinstance(source, str) else source
     try:
         return resolve(model)
     except FileNotFoundError:

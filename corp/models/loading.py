@@ -137,10 +137,10 @@ def resolve(cfg: ModelConfig) -> Path | str:
         return path
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise FileNotFoundError(f"model.name_or_path={name!r}: no such directory, and not a hub id")
-    return _hub_source(name)
+    return name  # a hub id: hub_source checks that it can be fetched
 
 
-def _hub_source(name: str) -> Path | str:
+def hub_source(name: str) -> Path | str:
     """A hub id as ``from_pretrained`` should load it: the id while the hub answers; the cached copy
     when it does not (offline), so that loading does not spend a minute retrying; refused at once when
     it is neither on the hub nor in the cache."""
