@@ -32,8 +32,11 @@ def main(cfg: DictConfig) -> float | None:
     except OSError as err:
         if not disk_full(err):
             raise
-        print(f"error: no space left on device ({err.filename or cli.job_dir()}): what was scored is saved in "
-              f"{cli.job_dir()}; free some space and run the same command again to continue", file=sys.stderr)
+        print(
+            f"error: no space left on device ({err.filename or cli.job_dir()}): what was scored is saved in "
+            f"{cli.job_dir()}; free some space and run the same command again to continue",
+            file=sys.stderr,
+        )
         sys.exit(cli.REFUSED)
     except Interrupted as sig:
         print(f"interrupted ({sig.signal_name}): what was scored is saved in {cli.job_dir()}; "

@@ -27,13 +27,16 @@ def job_started() -> None:
 def guard(main: Callable[[], Any]) -> None:
     """Run Hydra's ``main``; an error Hydra raises before the run starts is printed as one line and
     exits with status 2."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     from corp.cli import REFUSED
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         main()
-    except Exception as err:
-        if _started:
+    except (HydraException, OmegaConfBaseException, NotADirectoryError, FileExistsError, PermissionError) as err:
+        if _started:  # raised by the run itself: its own traceback
             raise
         print(f"config error: {one_line(err)}", file=sys.stderr, flush=True)
         sys.exit(REFUSED)

@@ -162,8 +162,10 @@ def hub_source(name: str) -> Path | str:
     if isinstance(cached, str):
         log.info("%s: %s; loading the cached copy %s", key, reason, Path(cached).parent)
         return Path(cached).parent
-    raise FileNotFoundError(f"{key}: not a local folder nor in the hub cache ({constants.HF_HUB_CACHE}), and "
-                            f"{reason}; download it first or give a local model folder")
+    raise FileNotFoundError(
+        f"{key}: not a local folder nor in the hub cache ({constants.HF_HUB_CACHE}), and "
+        f"{reason}; download it first or give a local model folder"
+    )
 
 
 def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTrainedTokenizerBase:
@@ -193,8 +195,10 @@ def check_weights(cfg: ModelConfig, source: Path | str) -> None:
             with safe_open(str(file), "pt"):
                 pass  # reading the header checks that the file holds every tensor it lists
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"model.name_or_path={cfg.name_or_path!r}: {file.name} is truncated or not a "
-                             f"safetensors file ({err}); download or save the model again") from None
+            raise ValueError(
+                f"model.name_or_path={cfg.name_or_path!r}: {file.name} is truncated or not a "
+                f"safetensors file ({err}); download or save the model again"
+            ) from None
 
 
 def meta_model(source: Path | str) -> PreTrainedModel:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from corp.observe import wandb_content
-from corp.observe.wandb_files import Logged, logged_before
 from corp.observe.callbacks import (
     Callback,
     EvalScored,
@@ -24,6 +23,7 @@ from corp.observe.callbacks import (
     RunStarted,
     SamplesReady,
 )
+from corp.observe.wandb_files import Logged, logged_before
 
 WANDB_RUN_FILE = "wandb_run.json"  # in the run folder: the W&B run id, so that a resume continues that run
 
