@@ -88,18 +88,24 @@ def logged_once(rows: list[tuple[int, dict]]) -> tuple[dict[int, float], set[tup
     return points, {rk for rk in round_keys if rk[1] != "samples/round_best_member"}
 
 
-@pytest.mark.slow
-def test_kill_9_and_resume_log_every_point_and_round_to_wandb_exactly_once(tiny_model_dir, task_args, tmp_path):  # noqa: F811
-    reference = tmp_path / "reference"
-    run(compose_config([f"model.name_or_path={tiny_model_dir}", f"output_dir={reference}", *task_args,
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model_dir, task_args, tmp_path_factory) -> list[tuple[int, dict]]:  # noqa: F811
+    """The W&B history of the run below, uninterrupted."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run(compose_config([f"model.name_or_path={tiny_model_dir}", f"output_dir={out}", *task_args,
                         *TINY_BUDGET, *EXTRA, "logger=wandb", "logger.wandb.offline=true"]))  # fmt: skip
-    whole = history(runs_of(reference))
+    return history(runs_of(out))
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["round_000.rank0.partial.npz", "round_001.rank0.partial.npz"])  # in round 0, 1
+def test_kill_9_and_resume_log_every_point_and_round_to_wandb_exactly_once(tiny_model_dir, task_args, tmp_path,  # noqa: F811
+                                                                          uninterrupted, when):  # fmt: skip
     out = tmp_path / "run"
     args = cmd(tiny_model_dir, out, task_args, "logger=wandb")
     proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (out / "populations" / "round_001.rank0.partial.npz").exists():  # round 0 done, round 1 under way
+    while not (out / "populations" / when).exists():
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
@@ -110,10 +116,11 @@ def test_kill_9_and_resume_log_every_point_and_round_to_wandb_exactly_once(tiny_
     saved = json.loads((out / "wandb_run.json").read_text())["id"]
     assert first.parent.name.endswith(f"-{saved}") and second.parent.name.endswith(f"-{saved}")
     assert run_record(second).run_id == saved
-    assert not run_record(first).resumed and run_record(second).resumed
+    assert run_record(second).resumed
 
+    # W&B writes its file in blocks: the killed attempt's segment may hold some of the run, or nothing
     resumed = history([first, second])
     steps = [step for step, _ in resumed]
     assert steps == list(range(len(steps)))  # _step goes on where the killed attempt's W&B stopped
-    assert 0 < len(history([first])) < len(steps)  # the kill came in the middle
-    assert logged_once(resumed) == logged_once(whole)  # every point (same rewards) and round value, once
+    assert len(history([first])) < len(steps)
+    assert logged_once(resumed) == logged_once(uninterrupted)  # every point (same rewards) and round value, once

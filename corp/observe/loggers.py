@@ -74,7 +74,7 @@ class WandbLogger(Callback):
             offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
         s = self.settings
         # offline, no server says the run resumed: the segment records it itself
-        settings = wandb.Settings(resumed=True) if offline and self._logged.last_step >= 0 else None
+        settings = wandb.Settings(resumed=True) if offline and state else None
         self.run = wandb.init(project=s["project"], entity=s["entity"], name=s["name"] or rec.output_dir.name,
                               group=s["group"], tags=s["tags"], job_type=s["job_type"] or rec.mode, notes=s["notes"],
                               dir=str(rec.output_dir), id=run_id, resume="allow", config=rec.config,
