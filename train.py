@@ -19,15 +19,25 @@ register_configs()  # typed schemas + the resolvers used in conf/
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from corp import cli
-    from corp.errors import Interrupted, UserError
+    from corp import cli, hydra_errors
+    from corp.errors import Interrupted, UserError, disk_full
     from corp.run import run
 
+    hydra_errors.job_started()
     cli.clear_error()
     try:
         results = run(cfg, on_start=lambda out: cli.save_hydra_files(cfg, out))
     except UserError as err:  # a clean one-line message, not a traceback
         return cli.refuse(err)
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        print(
+            f"error: no space left on device ({err.filename or cli.job_dir()}): what was scored is saved in "
+            f"{cli.job_dir()}; free some space and run the same command again to continue",
+            file=sys.stderr,
+        )
+        sys.exit(cli.REFUSED)
     except Interrupted as sig:
         print(f"interrupted ({sig.signal_name}): what was scored is saved in {cli.job_dir()}; "
               "run the same command again to continue", file=sys.stderr)  # fmt: skip
@@ -38,7 +48,13 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    import logging
+
+    from corp.hydra_errors import guard
+
+    logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is dropped, not a traceback
+
+    guard(main)  # Hydra's own errors (overrides, options, keys) as one line, exit status 2
     from corp.cli import REFUSED, SweepStatus
 
     sys.exit(REFUSED if SweepStatus.failed else 0)

@@ -119,6 +119,8 @@ class TrainerConfig:
             raise ValueError(f"trainer.accelerator={self.accelerator!r}; allowed: {', '.join(ACCELERATORS)}")
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError("trainer.devices and trainer.num_nodes must be >= 1")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"trainer.num_threads={self.num_threads}: must be >= 1, or null for torch's default")
 
 
 @dataclass
@@ -242,11 +244,31 @@ class ConfigError(UserError):
 def validate(cfg: DictConfig | Config) -> Config:
     """Build the typed config, running every value check; raises ConfigError naming the key."""
     try:
+        if isinstance(cfg, DictConfig):
+            _refuse_unknown_keys(cfg)
         typed: Config = cfg if isinstance(cfg, Config) else OmegaConf.to_object(cfg)  # type: ignore[assignment]
         _check_cross_group(typed)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return typed
+
+
+def _refuse_unknown_keys(node: DictConfig, prefix: str = "") -> None:
+    """A key added with ``+key=value`` that no schema has: nothing would read it, so the run would
+    silently ignore what the user asked for."""
+    import dataclasses
+
+    schema = OmegaConf.get_type(node)
+    if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+        return  # a free-form dict (logger.*): each entry is checked when it is built
+    fields = {f.name for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        if key not in fields:
+            allowed = ", ".join(sorted(f for f in fields if not f.startswith("_")))
+            raise ValueError(f"+{prefix}{key}: no such key, nothing would read it; allowed: {allowed}")
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _refuse_unknown_keys(child, f"{prefix}{key}.")
 
 
 def _check_cross_group(cfg: Config) -> None:
@@ -265,6 +287,8 @@ def _check_cross_group(cfg: Config) -> None:
                 cfg.logger[name] = schema(**entry)
             except TypeError as err:
                 raise ValueError(f"logger.{name}: {err}") from None
+    if cfg.log_samples < 0:
+        raise ValueError(f"log_samples={cfg.log_samples}: must be >= 0 (the number of test completions logged)")
     if not cfg.checkpoint_every_s > 0:
         raise ValueError(f"checkpoint_every_s={cfg.checkpoint_every_s!r}: must be > 0 (seconds)")
 

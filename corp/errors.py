@@ -13,6 +13,20 @@ class RunFailed(UserError):
     """A run that ran but produced nothing usable (e.g. every scored point failed)."""
 
 
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what it wraps) is a full disk or quota: the run stops, keeping what it
+    saved, and the same command continues it once there is space."""
+    import errno
+
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(err):  # wrapped by a library (safetensors, PIL)
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM: the run saved what it had scored and stops; a rerun continues it."""
 

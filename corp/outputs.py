@@ -26,7 +26,6 @@ def finish(
         return
     typed, out = s.cfg, s.out
     data = results.to_json()
-    atomic_write_json(out / "results.json", data)
     plots: list[Path] = []
     if results.mode == "train":
         p = typed.perturbation
@@ -45,6 +44,7 @@ def finish(
         write_samples(out / "samples.jsonl", s.scorer, base["test"], final["test"])
         rows = sample_rows(s.scorer, base["test"], final["test"])[: typed.log_samples]
         s.callbacks.samples(SamplesReady("samples/end", rows, last_round))
+    atomic_write_json(out / "results.json", data)  # last: it marks the run finished (a rerun skips it)
     s.callbacks.end(RunEnded(results, plots))
     print(results.summary(out))
 

@@ -22,10 +22,11 @@ from corp.config import Config, ConfigError, flatten, in_multirun, result_neutra
 from corp.consolidate import build_operator
 from corp.consolidate.base import Operator
 from corp.errors import Interrupted
-from corp.models.loading import ModelConfig, load_tokenizer, resolve
+from corp.models.loading import ModelConfig, check_weights, hub_source, load_tokenizer, meta_model, resolve
 from corp.observe.callbacks import Callbacks, build_callbacks
 from corp.observe.loggers import WANDB_RUN_FILE
 from corp.perturb.direction import Direction
+from corp.perturb.space import select_parameters
 from corp.tasks.base import SPLITS, Example, Task, build_task
 
 log = logging.getLogger("corp.run")
@@ -150,6 +151,7 @@ def prepare(typed: Config) -> Inputs:
     try:
         source = _resolve_model(typed.model)
         tokenizer = load_tokenizer(typed.model, source)
+        check_model(typed, source)
     except (ValueError, FileNotFoundError) as err:  # these name the key already
         raise ConfigError(str(err).strip("'\"")) from None
     except OSError as err:  # a hub id that cannot be fetched
@@ -158,11 +160,21 @@ def prepare(typed: Config) -> Inputs:
     return Inputs(task, splits, operator, source, tokenizer, evaluated)
 
 
+def check_model(typed: Config, source: Path | str) -> None:
+    """The model's files readable and ``perturbation.include``/``exclude`` selecting some of its
+    parameters, checked without loading any weights."""
+    p = typed.perturbation
+    check_weights(typed.model, source)
+    select_parameters(meta_model(source), p.include, p.exclude)
+
+
 def _resolve_model(model: ModelConfig) -> Path | str:
-    """``resolve``, with an unreadable GGUF file (truncated, corrupt) refused naming the key and the file."""
+    """``resolve``, with a hub id checked by ``hub_source`` and an unreadable GGUF file (truncated, corrupt)
+    refused naming the key and the file."""
     name = model.name_or_path
     if not (name == "embedded" or name.endswith(".gguf")):
-        return resolve(model)
+        source = resolve(model)
+        return hub_source(name) if isinstance(source, str) else source
     try:
         return resolve(model)
     except FileNotFoundError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,7 +70,127 @@ def test_truncated_gguf_is_refused_naming_the_key_and_the_file(tmp_path):
     assert not any((tmp_path / "cache").rglob("*.safetensors"))  # no half-converted model either
 
 
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("seed=abc", ["seed=abc", "Integer"]),
+        ("perturbation.sigmas=abc", ["perturbation.sigmas=abc", "list"]),
+        ("perturbation.sigmas=[abc,0.1]", ["perturbation.sigmas[0]", "'abc'", "Float"]),
+        ("task=foo", ["task=foo", "allowed: arithmetic, countdown, custom"]),
+        ("logger=foo", ["logger=foo", "allowed: csv, mlflow, none, tensorboard, wandb"]),
+        ("foo=1", ["foo: no such key", "allowed: seed, mode"]),
+        ("perturbation.foo=1", ["perturbation.foo: no such key", "population_size, sigmas"]),
+        ("seed=[", ["'seed=['", "not a valid override"]),
+    ],
+)
+def test_hydras_own_errors_read_as_one_line_naming_the_value_and_what_exists(override, names):
+    from corp.hydra_errors import one_line
+
+    with pytest.raises(Exception) as raised:
+        compose_config([override])
+    line = one_line(raised.value)
+    assert "\n" not in line and all(n in line for n in names), line
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("+foo=1", ["+foo: no such key", "allowed: checkpoint_every_s"]),
+        ("+perturbation.foo=1", ["+perturbation.foo: no such key", "population_size"]),
+        ("trainer.num_threads=-1", ["trainer.num_threads=-1", ">= 1, or null"]),
+        ("log_samples=-3", ["log_samples=-3", ">= 0"]),
+        ("model.name_or_path=corp-test/no-such-model", ["model.name_or_path='corp-test/no-such-model'"]),
+    ],
+)
+def test_bad_values_hydra_accepts_are_refused_before_anything_is_written(tmp_path, override, names):
+    message = refusal(tmp_path / "run", override)
+    assert "\n" not in message and all(n in message for n in names), message
+
+
+@pytest.fixture
+def old_run(tmp_path) -> Path:
+    """A folder holding an earlier run's files: a refused run must leave them as they are."""
+    out = tmp_path / "old"
+    (out / "populations").mkdir(parents=True)
+    (out / "config.json").write_text("{}")
+    (out / "populations" / "round_000.npz").write_bytes(b"scores")
+    return out
+
+
+def files_of(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_a_damaged_safetensors_file_is_refused_naming_it(tiny_model_dir, tmp_path, old_run, damage):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    weights = model / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2] if damage == "truncated" else np.random.default_rng(0).bytes(len(data)))
+    message = refusal(tmp_path / "run", f"model.name_or_path={model}")
+    assert message.startswith(f"model.name_or_path='{model}': model.safetensors is truncated or not a safetensors")
+    before = files_of(old_run)
+    with pytest.raises(ConfigError):
+        run(compose_config([f"output_dir={old_run}", "logger=none", f"model.name_or_path={model}"]))
+    assert files_of(old_run) == before
+
+
+def test_an_include_that_selects_no_parameter_is_refused_before_the_model_loads(tiny_model_dir, tmp_path):
+    message = refusal(tmp_path / "run", f"model.name_or_path={tiny_model_dir}", "perturbation.include=[nomatch.*]")
+    assert message.startswith("perturbation.include=['nomatch.*']") and "select no parameters" in message
+    assert "model.layers.0.self_attn.q_proj.weight" in message  # what the names look like
+
+
+def test_a_custom_task_with_chat_message_prompts_is_refused(tiny_model_dir, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    data.write_text(json.dumps({"prompt": [{"role": "user", "content": "Hi"}]}) + "\n")
+    message = refusal(tmp_path / "run", f"model.name_or_path={tiny_model_dir}", "task=custom",
+                      f"task.data_files={data}", "task.reward_fn=tests.fixtures.custom_rewards:length_only")  # fmt: skip
+    assert message.startswith(f"task.data_files='{data}': train record 0: task.prompt_field='prompt': a prompt is a "
+                              "list, not text") and "chat_template" in message  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["", "offlin"])
+def test_a_wandb_mode_wandb_would_refuse_stops_the_run_in_one_line(tmp_path, monkeypatch, mode):
+    monkeypatch.setenv("WANDB_MODE", mode)
+    message = refusal(tmp_path / "run", "logger=wandb")
+    assert f"WANDB_MODE={mode!r}" in message and "allowed: online, offline, disabled" in message
+
+
+def test_analyze_names_the_unpack_command_in_a_committed_sweep_without_its_scores():
+    from corp.analyze import PopulationError
+    from corp.analyze.population import population_files
+
+    (job,) = [p for p in (ROOT / "benchmarks" / "results" / "compare" / "arithmetic").iterdir()
+              if p.name.startswith("1_")]  # fmt: skip
+    if (job / "populations").is_dir():
+        pytest.skip("the sweep's scores are unpacked here")
+    with pytest.raises(PopulationError, match=r"python benchmarks/score_archive.py unpack"):
+        population_files(job)
+
+
 @pytest.mark.slow  # this and the tests below run train.py in a subprocess
+@pytest.mark.parametrize(
+    "override, start",
+    [
+        ("seed=abc", "config error: seed=abc: Value 'abc'"),
+        ("task=foo", "config error: task=foo: no such option in conf/task/; allowed: arithmetic"),
+        ("+foo=1", "config error: +foo: no such key"),
+        ("hydra.run.dir={file}/run", "config error: hydra.run.dir: cannot create {file}/run (Not a directory)"),
+    ],
+)
+def test_bad_input_on_the_command_line_is_one_line_exit_2_and_leaves_nothing(tiny_model_dir, tmp_path, override,
+                                                                             start):  # fmt: skip
+    out, file = tmp_path / "run", tmp_path / "file"
+    file.write_text("")
+    args = ["debug=smoke", f"model.name_or_path={tiny_model_dir}", "logger=none", f"hydra.run.dir={out}"]
+    line = refused_line(train([*args, override.format(file=file)]))
+    assert line.startswith(start.format(file=file)) and len(line.splitlines()) == 1
+    assert not out.exists() and file.read_text() == ""
+
+
+@pytest.mark.slow
 def test_reward_function_raising_mid_run_is_one_line_and_leaves_nothing(tiny_model_dir, task_args, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     broken = [a.replace(":vowel_share", ":raises_later") for a in task_args]
@@ -132,3 +253,31 @@ def test_sigint_saves_the_members_scored_so_far_and_a_rerun_continues(tiny_model
     assert "continuing the run" in (out / "train.log").read_text()
     res = json.loads((out / "results.json").read_text())
     assert res["budget"]["members_scored"] >= 4
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 KB tmpfs (needs root): a run folder on it fills up in the middle of the run."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_up_ends_the_run_in_one_line_and_the_same_command_continues(tiny_model_dir, small_disk):
+    out = small_disk / "run"
+    args = ["debug=smoke", f"model.name_or_path={tiny_model_dir}", "logger=wandb", f"hydra.run.dir={out}"]
+    line = refused_line(train(args))
+    assert line.startswith("error: no space left on device") and "run the same command again" in line
+    assert (out / "populations").is_dir() and not (out / "results.json").exists()  # what was scored is kept
+    assert not (out / "model.tmp").exists()
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is free again
+    again = train(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "continuing the run" in (out / "train.log").read_text()
+    assert (out / "results.json").exists() and (out / "model" / "model.safetensors").exists()

@@ -23,6 +23,7 @@ LAYERS = [
     {"outputs"},
     {"run"},
     {"cli", "migrate"},
+    {"hydra_errors"},  # reads cli's refusals: Hydra's own errors as one line
 ]
 
 

@@ -4,7 +4,6 @@ own W&B run grouped by the sweep; an Optuna search that maximises probe accuracy
 
 import json
 import os
-import struct
 import subprocess
 import sys
 from dataclasses import fields
@@ -17,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from corp.config import validate
+from corp.observe.wandb_files import records as wandb_records
 from tests.conftest import ROOT, TINY_BUDGET, compose_config, compose_with_hydra
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the sweeps extra")
@@ -44,28 +44,6 @@ def job_dirs(sweep: Path) -> list[Path]:
     return sorted(
         (p for p in sweep.iterdir() if (p / "results.json").exists()), key=lambda p: int(p.name.split("_")[0])
     )
-
-
-def wandb_records(path: Path):
-    """The protobuf records of an offline W&B run file (`run-<id>.wandb`, the file `wandb sync` uploads):
-    a 7-byte header, then a LevelDB log: 32 KiB blocks of chunks, each `crc32, length, type` + payload."""
-    from wandb.proto import wandb_internal_pb2
-
-    data, pos, chunks = path.read_bytes(), 7, b""
-    assert data[:4] == b":W&B"
-    while pos + 7 <= len(data):
-        left = 32768 - pos % 32768
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
-        if kind == 0:  # block trailer padding
-            pos += left
-            continue
-        chunks += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # a full record, or the last chunk of one
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunks)
-            chunks = b""
-            yield record
 
 
 @pytest.fixture(scope="module")

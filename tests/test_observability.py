@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from corp.observe.rounds import read_rounds
+from corp.observe.wandb_files import records as wandb_records
 from corp.perturb.space import ParameterSpace
 from tests.conftest import TINY_BUDGET, compose_config, tiny_run
-from tests.test_launchers import wandb_records
 from tests.test_resilience import EXTRA, task_args  # noqa: F401 - task_args is a fixture
 
 COMMON = ["perturbation.population_size=4", "task.support_size=8", "task.probe_size=8", "task.test_size=8"]

@@ -60,6 +60,14 @@ def load_population(path: Path) -> SavedPopulation:
     return SavedPopulation(path, int(match.group(1)) if match else None, split, members, rewards)
 
 
+def _score_archive(folder: Path) -> Path | None:
+    """The ``scores.tar.xz`` of the committed sweep ``folder`` belongs to (the folder or one above it)."""
+    for parent in [folder.resolve(), *folder.resolve().parents][:4]:
+        if (parent / "scores.tar.xz").is_file():
+            return parent / "scores.tar.xz"
+    return None
+
+
 def population_files(path: Path, round_: int | None = None) -> list[Path]:
     """The population files of ``path``: the file itself, or a run folder's ``populations/round_XXX.npz``.
 
@@ -73,6 +81,10 @@ def population_files(path: Path, round_: int | None = None) -> list[Path]:
     folder = path / "populations" if (path / "populations").is_dir() else path
     files = sorted(f for f in folder.glob("round_*.npz") if _ROUND.search(f.name))
     if not files:
+        archive = _score_archive(folder)
+        if archive is not None:  # a committed sweep keeps its scores packed (benchmarks/score_archive.py)
+            raise PopulationError(f"{path}: no populations/round_XXX.npz here; its sweep's scores are packed in "
+                                  f"{archive}: run `python benchmarks/score_archive.py unpack` first")  # fmt: skip
         raise PopulationError(
             f"{path}: no populations/round_XXX.npz here (pass a run folder, its populations/ folder or a .npz file)"
         )

@@ -137,7 +137,35 @@ def resolve(cfg: ModelConfig) -> Path | str:
         return path
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise FileNotFoundError(f"model.name_or_path={name!r}: no such directory, and not a hub id")
-    return name  # hub id; from_pretrained raises a clear error if it cannot be fetched
+    return name  # a hub id: hub_source checks that it can be fetched
+
+
+def hub_source(name: str) -> Path | str:
+    """A hub id as ``from_pretrained`` should load it: the id while the hub answers; the cached copy
+    when it does not (offline), so that loading does not spend a minute retrying; refused at once when
+    it is neither on the hub nor in the cache."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError
+
+    key = f"model.name_or_path={name!r}"
+    reason = "HF_HUB_OFFLINE is set"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            get_hf_file_metadata(hf_hub_url(name, "config.json"), timeout=10)  # one request, no retries
+            return name
+        except HfHubHTTPError as err:  # the hub answered: no such model, or not for this token
+            first = str(err).strip().splitlines()[0]
+            raise FileNotFoundError(f"{key}: not a local folder, and the hub has no such model ({first})") from None
+        except Exception as err:  # no network, no DNS, a proxy: offline
+            reason = f"the hub cannot be reached ({type(err).__name__}: {err})"
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        log.info("%s: %s; loading the cached copy %s", key, reason, Path(cached).parent)
+        return Path(cached).parent
+    raise FileNotFoundError(
+        f"{key}: not a local folder nor in the hub cache ({constants.HF_HUB_CACHE}), and "
+        f"{reason}; download it first or give a local model folder"
+    )
 
 
 def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTrainedTokenizerBase:
@@ -153,6 +181,33 @@ def load_tokenizer(cfg: ModelConfig, source: Path | str | None = None) -> PreTra
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # decoder-only batched generation
     return tokenizer
+
+
+def check_weights(cfg: ModelConfig, source: Path | str) -> None:
+    """Refuse a local model whose safetensors files cannot be read (truncated, overwritten, not
+    safetensors at all), naming the key and the file, before the run writes anything."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(source).is_dir():
+        return  # a hub id: the hub's files are checked by their hashes when downloaded
+    for file in sorted(Path(source).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass  # reading the header checks that the file holds every tensor it lists
+        except (SafetensorError, OSError) as err:
+            raise ValueError(
+                f"model.name_or_path={cfg.name_or_path!r}: {file.name} is truncated or not a "
+                f"safetensors file ({err}); download or save the model again"
+            ) from None
+
+
+def meta_model(source: Path | str) -> PreTrainedModel:
+    """The model's architecture without its weights (on the meta device): its parameter names, for
+    checks made before anything is loaded."""
+    from transformers import AutoConfig
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(source))
 
 
 def load_model(
@@ -192,13 +247,17 @@ def save_model(
     canonical = {id(p): n for n, p in model.named_parameters()}  # tied weights: one master for every alias
     alias = {n: canonical[id(p)] for n, p in model.named_parameters(remove_duplicate=False)}
     state = {k: masters.get(alias.get(k, k), v).detach().to(DTYPES[dtype]) for k, v in model.state_dict().items()}
-    model.save_pretrained(tmp, state_dict=state)
-    saved_dtype = model.config.dtype  # save_pretrained recorded the live model's dtype; record the file's
-    model.config.dtype = dtype
     try:
-        model.config.save_pretrained(tmp)
-    finally:
-        model.config.dtype = saved_dtype
-    tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state)
+        saved_dtype = model.config.dtype  # save_pretrained recorded the live model's dtype; record the file's
+        model.config.dtype = dtype
+        try:
+            model.config.save_pretrained(tmp)
+        finally:
+            model.config.dtype = saved_dtype
+        tokenizer.save_pretrained(tmp)
+    except BaseException:  # a full disk, an interrupt: no half-written copy is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from corp.registry import Registry
+from corp.errors import disk_full
 from corp.results import Results
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class Callbacks:
             try:
                 getattr(cb, hook)(*args)
             except Exception as err:  # observation must not end a run that is otherwise fine
+                if disk_full(err) and hook != "finish":  # but a full disk ends it (every observer still finishes)
+                    raise
                 log.warning("%s.%s failed (%s: %s); the run goes on without it", type(cb).__name__, hook,
                             type(err).__name__, err)  # fmt: skip
                 self.callbacks.remove(cb)
@@ -120,6 +123,8 @@ class Callbacks:
                 cb.on_run_start(rec)
                 started.append(cb)
             except Exception as err:
+                if disk_full(err):
+                    raise
                 log.warning("%s could not start (%s: %s); the run goes on without it", type(cb).__name__,
                             type(err).__name__, err)  # fmt: skip
         self.callbacks = started

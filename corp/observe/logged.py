@@ -54,13 +54,14 @@ def round_content(entry: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-def log_images(run: Any, paths: Sequence[Path], round_idx: int) -> None:
-    """The run's plots (media panels, not charts), once, at its last round."""
+def log_images(run: Any, paths: Sequence[Path], round_idx: int, log: Any = None) -> None:
+    """The run's plots (media panels, not charts), once, at its last round; ``log`` (default
+    ``run.log``) writes the row."""
     import wandb
 
     for p in paths:
         run.define_metric(f"plots/{p.stem}", step_metric="round", summary="none")
-    run.log({"round": round_idx, **{f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}})
+    (log or run.log)({"round": round_idx, **{f"plots/{p.stem}": wandb.Image(str(p)) for p in paths}})
 
 
 def headline(results: Results) -> dict[str, float]:

@@ -26,6 +26,7 @@ from corp.observe.callbacks import (
     RunStarted,
     SamplesReady,
 )
+from corp.observe.wandb_files import Logged, logged_before
 
 WANDB_RUN_FILE = "wandb_run.json"  # in the run folder: the W&B run id, so that a resume continues that run
 
@@ -64,11 +65,14 @@ class WandbLogger(Callback):
 
     def __init__(self, cfg: WandbConfig) -> None:
         _require("wandb")
+        _check_wandb_mode()
         self.cfg = cfg
         self.run: Any = None
         self.out: Path | None = None
-        self._logged_round = -1  # rounds observed in an earlier attempt are not logged again
+        self._logged = Logged()  # what earlier attempts got into W&B: not logged again
+        self._step = 0  # W&B's _step, continued across attempts
         self._point = 0
+        self._last_round = 0
         self._once: dict[str, tuple[int, float]] = {}  # round scalars seen in one round so far
         self._recurring: set[str] = set()
         self._best: PointScored | None = None  # the round's best member, for its sample table
@@ -80,15 +84,19 @@ class WandbLogger(Callback):
         saved = rec.output_dir / WANDB_RUN_FILE
         state = json.loads(saved.read_text()) if rec.resumed and saved.exists() else {}
         run_id = state.get("id") or uuid.uuid4().hex[:8]
-        self._logged_round = state.get("round", -1) if state else -1
+        if state:  # before this attempt's own segment exists
+            self._logged = logged_before(rec.output_dir / "wandb", run_id)
         offline = self.cfg.offline
         if offline is None:  # online only when the user has a key configured
             offline = not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb())
         c = self.cfg
+        # offline, no server says the run resumed: the segment records it itself
+        settings = wandb.Settings(resumed=True) if offline and state else None
         self.run = wandb.init(project=c.project, entity=c.entity, name=c.name or rec.output_dir.name, group=c.group,
                               tags=list(c.tags), job_type=c.job_type or rec.mode, notes=c.notes,
                               dir=str(rec.output_dir), id=run_id, resume="allow", config=rec.config,
-                              mode="offline" if offline else "online")  # fmt: skip
+                              mode="offline" if offline else "online", settings=settings)  # fmt: skip
+        self._step = max(self._logged.last_step + 1, self.run.step)
         self._save_state(run_id)
         for axis in ("point", "round"):
             self.run.define_metric(axis, summary="none")
@@ -98,27 +106,32 @@ class WandbLogger(Callback):
 
     def _save_state(self, run_id: str) -> None:
         tmp = self.out / (WANDB_RUN_FILE + ".tmp")
-        tmp.write_text(json.dumps({"id": run_id, "round": self._logged_round}))
+        tmp.write_text(json.dumps({"id": run_id}))
         os.replace(tmp, self.out / WANDB_RUN_FILE)
+
+    def _log(self, row: dict[str, Any]) -> None:
+        """One history row at the next ``_step``, committed at once; what an earlier attempt of the run
+        already got into W&B is left out (a resume replays the run from its first point)."""
+        row = self._logged.new_part(row)
+        if row:
+            self.run.log(row, step=self._step, commit=True)
+            self._step += 1
 
     def on_point(self, rec: PointScored) -> None:
         self._point += 1
         if rec.kind == "member" and not rec.failed and (self._best is None or rec.reward > self._best.reward):
             self._best = rec
-        if rec.replayed:
-            return
         row = {"point": self._point, "round": rec.round, "example_evals": rec.example_evals,
                f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy}  # fmt: skip
         if rec.sigma is not None:
             row[f"{rec.kind}/sigma"] = rec.sigma
-        self.run.log(row)
+        self._log(row)
 
     def on_eval(self, rec: EvalScored) -> None:
         prefix = f"{rec.split}/base_" if rec.label == "base" else f"{rec.split}/"
         self.run.summary[prefix + "accuracy"] = rec.accuracy
 
     def on_round_end(self, rec: RoundEnded) -> None:
-        replayed = rec.round <= self._logged_round
         row: dict[str, Any] = {}
         for key, value in rec.metrics.items():
             if key in self._recurring:
@@ -127,33 +140,29 @@ class WandbLogger(Callback):
                 first_round, first = self._once.pop(key)
                 self._recurring.add(key)
                 self.run.define_metric(key, step_metric="round", summary="none")
-                if not replayed:
-                    self.run.log({"round": first_round, key: first})
+                self._log({"round": first_round, key: first})
                 row[key] = value
             else:
                 self._once[key] = (rec.round, value)
         best, self._best = self._best, None
-        if replayed:
-            return
         content = logged.round_content(rec.entry)
         if best is not None and best.samples:
             rows = [{"member": best.index, "sigma": best.sigma, **s} for s in best.samples]
             content["samples/round_best_member"] = logged.table(rows)
         for key in content:
             self.run.define_metric(key, step_metric="round", summary="none")
-        self.run.log({"round": rec.round, **row, **content})
-        self._logged_round = rec.round
-        self._save_state(self.run.id)
+        self._log({"round": rec.round, **row, **content})
+        self._last_round = rec.round
 
     def on_samples(self, rec: SamplesReady) -> None:
         self.run.define_metric(rec.key, step_metric="round", summary="none")
-        self.run.log({"round": rec.round, rec.key: logged.table(rec.rows)})
+        self._log({"round": rec.round, rec.key: logged.table(rec.rows)})
 
     def on_run_end(self, rec: RunEnded) -> None:
         self.run.summary.update({k: v for k, (_, v) in self._once.items()})  # single-round values
         self.run.summary.update(logged.headline(rec.results))
         if rec.plots:
-            logged.log_images(self.run, rec.plots, max(self._logged_round, 0))
+            logged.log_images(self.run, rec.plots, self._last_round, self._log)
 
     def finish(self, status: str) -> None:
         if self.run is not None:
@@ -161,6 +170,17 @@ class WandbLogger(Callback):
                 self.run.mark_preempting()  # resumable: a rerun continues this run
             self.run.finish(exit_code=0 if status == "success" else 1)
             self.run = None
+
+
+WANDB_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")  # what wandb takes in WANDB_MODE
+
+
+def _check_wandb_mode() -> None:
+    """A ``WANDB_MODE`` that wandb would refuse (an empty one, a typo) stops the run before it starts,
+    rather than letting it go on without the logger the user asked for."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is not None and mode not in WANDB_MODES:
+        raise ValueError(f"WANDB_MODE={mode!r} (environment): allowed: {', '.join(WANDB_MODES)}, or unset it")
 
 
 def _netrc_has_wandb() -> bool:

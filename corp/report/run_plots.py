@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from corp.consolidate.observations import CENTRE_PROBE_ACC, EliteRow, SpectrumRow, Stage1Keys, Stage2Keys
+from corp.errors import disk_full
 from corp.observe.rounds import PopulationEntry, read_rounds
 from corp.report import plots
 
@@ -138,7 +139,7 @@ def _vote_plot(results: dict, folder: Path) -> list[Path]:
 def draw_run_plots(run_dir: Path, results: dict | None = None) -> list[Path]:
     """Draw every plot that applies to the run in ``run_dir``; returns the files written.
 
-    A plot that fails is logged and skipped: the run's results are already on disk by then."""
+    A plot that fails is logged and skipped: it must not cost the run its other outputs."""
     run_dir = Path(run_dir)
     if results is None:
         results = json.loads((run_dir / "results.json").read_text())
@@ -155,7 +156,9 @@ def draw_run_plots(run_dir: Path, results: dict | None = None) -> list[Path]:
     for make in makers:
         try:
             written += make()
-        except Exception:  # noqa: BLE001 - a plot must not cost a finished run its other outputs
+        except Exception as err:  # noqa: BLE001 - a plot must not cost a finished run its other outputs
+            if disk_full(err):  # but a full disk stops the run: its other outputs cannot be written either
+                raise
             log.exception("a plot of %s could not be drawn", run_dir)
     return written
 

@@ -107,8 +107,15 @@ class CustomTask(DatasetTask):
             raise ValueError(
                 f"task.answer_field={self.answer_field!r} is not a column (columns: {', '.join(sorted(map(str, row)))})"
             )
+        prompt = row[self.prompt_field]
+        if isinstance(prompt, (list, dict)):  # e.g. TRL's conversational format, a list of chat messages
+            raise ValueError(
+                f"task.prompt_field={self.prompt_field!r}: a prompt is a {type(prompt).__name__}, not text "
+                f"({str(prompt)[:80]}); give the user's turn as text (model.chat_template=true puts it in the "
+                "model's chat template, task.system_prompt adds a system turn)"
+            )
         answer = "" if not self.answer_field else str(row[self.answer_field])
-        return Example(prompt=str(row[self.prompt_field]), answer=answer, meta={"row": row})
+        return Example(prompt=str(prompt), answer=answer, meta={"row": row})
 
     def _call(self, completions: list[str], examples: list[Example], strict: bool = False) -> list[float]:
         rows = [ex.meta["row"] for ex in examples]
