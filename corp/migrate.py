@@ -28,14 +28,13 @@ from corp.files import atomic_write_json
 
 def schema_defaults(config: dict[str, Any]) -> dict[str, Any]:
     """The schema's default of every key for this run's task and operator, as config.json holds it."""
-    from corp import tasks as _  # noqa: F401
     from corp.consolidate import OPERATORS
-    from corp.tasks.base import TASKS, build_task  # noqa: F401  (build_task's module registers the tasks)
+    from corp.tasks import TASKS
 
     task, method = config["task"]["name"], config["consolidation"]["name"]
     if task not in TASKS or method not in OPERATORS:
         raise ValueError(f"task.name={task!r}, consolidation.name={method!r}: not registered in this checkout")
-    defaults = Config(task=TASKS[task].config_class(), consolidation=OPERATORS[method].config())
+    defaults = Config(task=TASKS[task].config_class(), consolidation=OPERATORS[method].config_class())
     return to_plain(defaults)
 
 
