@@ -29,11 +29,11 @@ def main(cfg: DictConfig) -> float | None:
         results = run(cfg, on_start=lambda out: cli.save_hydra_files(cfg, out))
     except UserError as err:  # a clean one-line message, not a traceback
         return cli.refuse(err)
-    except OSError as err:
+    except Exception as err:  # a full disk, also wrapped by a library (safetensors); anything else is a bug
         if not disk_full(err):
             raise
         print(
-            f"error: no space left on device ({err.filename or cli.job_dir()}): what was scored is saved in "
+            f"error: no space left on device ({getattr(err, 'filename', None) or cli.job_dir()}): what was scored is saved in "
             f"{cli.job_dir()}; free some space and run the same command again to continue",
             file=sys.stderr,
         )
@@ -53,7 +53,6 @@ if __name__ == "__main__":
     from corp.hydra_errors import guard
 
     logging.raiseExceptions = False  # a log line that cannot be written (a full disk) is dropped, not a traceback
-
     guard(main)  # Hydra's own errors (overrides, options, keys) as one line, exit status 2
     from corp.cli import REFUSED, SweepStatus
 
