@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corp.registry import Registry
 from corp.errors import disk_full
+from corp.registry import Registry
 from corp.results import Results
 
 log = logging.getLogger(__name__)
