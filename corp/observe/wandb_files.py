@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,9 @@ class Logged:
 def logged_before(wandb_dir: Path, run_id: str) -> Logged:
     """The points, round keys and last ``_step`` of every segment of run ``run_id`` under ``wandb_dir``."""
     logged = Logged()
-    for path in sorted(wandb_dir.glob(f"*run-*-{run_id}/run-{run_id}.wandb")):
+    paths = sorted(wandb_dir.glob(f"*run-*-{run_id}/run-{run_id}.wandb"))
+    _settle(paths)
+    for path in paths:
         for step, row in history_rows(path):
             logged.last_step = max(logged.last_step, step)
             if "point" in row:
@@ -88,3 +91,19 @@ def logged_before(wandb_dir: Path, run_id: str) -> Logged:
             elif "round" in row:
                 logged.round_keys.update((int(row["round"]), k) for k in row if not k.startswith("_"))
     return logged
+
+
+def _settle(paths: list[Path], quiet_s: float = 1.0, limit_s: float = 30.0) -> None:
+    """Wait until no file grows for ``quiet_s``: W&B's service outlives a process killed with -9 and
+    may still be flushing the killed attempt's segment, which would otherwise be read half-written and
+    then completed behind our back (its rows logged twice)."""
+    def sizes() -> list[int]:
+        return [p.stat().st_size if p.exists() else -1 for p in paths]
+
+    start = last_change = time.monotonic()
+    seen = sizes()
+    while time.monotonic() - last_change < quiet_s and time.monotonic() - start < limit_s:
+        time.sleep(0.1)
+        now = sizes()
+        if now != seen:
+            seen, last_change = now, time.monotonic()
