@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from corp.scores import Scores
+from corp.stats import split_se
 from corp.tasks.base import SPLITS
 
 
@@ -81,14 +82,22 @@ class SplitResult:
     base_reward: float | None  # mean reward
     final_reward: float | None
     n: int  # examples
+    se: dict[str, float] | None = None  # standard errors, corp.stats.split_se (None: files from before them)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SplitResult:
-        return cls(d["base"], d["final"], d["base_reward"], d["final_reward"], d["n"])
+        return cls(d["base"], d["final"], d["base_reward"], d["final_reward"], d["n"], d.get("se"))
 
     @classmethod
     def of(cls, base: Scores, final: Scores) -> SplitResult:
-        return cls(base.accuracy, final.accuracy, base.mean_reward, final.mean_reward, len(base.rewards))
+        return cls(base.accuracy, final.accuracy, base.mean_reward, final.mean_reward, len(base.rewards),
+                   se=split_se(base, final))  # fmt: skip
+
+    def with_se(self, key: str) -> str:
+        """``key``'s value (base, final or gain) with its SE, as the printed table shows it."""
+        value = self.gain if key == "gain" else getattr(self, key)
+        sign = "+" if key == "gain" else ""
+        return f"{value:{sign}.3f}" + (f"±{self.se[key]:.3f}" if self.se else "")
 
     @property
     def gain(self) -> float:
@@ -169,16 +178,18 @@ class Results:
         if self.mode == "eval":
             lines = [
                 f"evaluated {self.evaluated} on {self.task}",
-                f"{'split':<8} {'n':>5} {'base':>8} {'evaluated':>10}",
+                f"{'split':<8} {'n':>5} {'base ± SE':>12} {'evaluated ± SE':>15}",
             ]
-            lines += [f"{s:<8} {r.n:>5} {r.base:>8.3f} {r.final:>10.3f}" for s, r in self.splits.items()]
+            lines += [f"{s:<8} {r.n:>5} {r.with_se('base'):>12} {r.with_se('final'):>15}"
+                      for s, r in self.splits.items()]  # fmt: skip
             return "\n".join(["", *lines, f"outputs: {out.resolve()}", ""])
         b = self.budget or Budget()
         lines = [
             f"CoRP post-training of {self.model} on {self.task} ({self.method}, seed {self.seed})",
-            f"{'split':<8} {'n':>5} {'base':>8} {'final':>8} {'delta':>8}",
+            f"{'split':<8} {'n':>5} {'base ± SE':>12} {'final ± SE':>12} {'delta ± paired SE':>18}",
         ]
-        lines += [f"{s:<8} {r.n:>5} {r.base:>8.3f} {r.final:>8.3f} {r.gain:>+8.3f}" for s, r in self.splits.items()]
+        lines += [f"{s:<8} {r.n:>5} {r.with_se('base'):>12} {r.with_se('final'):>12} {r.with_se('gain'):>18}"
+                  for s, r in self.splits.items()]  # fmt: skip
         lines += [
             f"budget: {b.members_scored} members scored, {b.example_evals} example evaluations, "
             f"{b.candidate_evals} candidate evaluations, {b.noise_draws:.0f} noise draws, {b.rounds} rounds",

@@ -10,7 +10,7 @@ CORP = Path(__file__).resolve().parents[1] / "corp"
 # Bottom first; the same list, with what each layer is for, is in docs/architecture.md ("Layers").
 LAYERS = [
     {"errors", "files", "scores", "registry"},
-    {"perturb", "models", "tasks"},
+    {"perturb", "models", "tasks", "stats"},
     {"scoring", "store", "results"},
     {"consolidate"},
     {"observe", "analyze"},

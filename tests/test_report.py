@@ -93,8 +93,10 @@ def test_a_comparison_is_a_methods_by_tasks_table(comparison, capsys):
         "ES (N=8 x 3 rounds)", "Soup (N=8)", "CoRP (N=8)",
     ]  # fmt: skip
     by_label = {r[0]: r for r in rows}
-    assert by_label["base"][1:4] == ["20.0 (n=1)", "10.0 (n=1)", "15.0"]  # the same base model: counted once per task
-    assert by_label["CoRP (N=8)"][1] == "35.0 ± 5.0 (n=2)" and by_label["CoRP (N=8)"][3] == "35.0"
+    # the same base model: counted once per task; a run's SE over its 100 examples is sqrt(p (1 - p) / 99)
+    assert by_label["base"][1:4] == ["20.0 (n=1; ±4.0/run)", "10.0 (n=1; ±3.0/run)", "15.0"]
+    # seeds at 30 and 40: SE over seeds std(ddof=1) / sqrt(2) = 5.0; runs' SEs 4.6 and 4.9
+    assert by_label["CoRP (N=8)"][1] == "35.0 ± 5.0 (n=2; ±4.8/run)" and by_label["CoRP (N=8)"][3] == "35.0"
     assert by_label["RandOpt vote K=3 (N=80)"][-1] == "3"
     assert "- CoRP vs base: +20.0 points (mean over 2 tasks)" in text.splitlines()
     assert "- CoRP vs RandOpt top-1 (N=80): +5.0 points" in text.splitlines()
@@ -119,19 +121,19 @@ def grid(tmp_path) -> Path:
 
 def test_swept_keys_become_columns_and_cells_average_the_seeds(grid, capsys):
     text = report_text(grid, capsys=capsys)
-    header = "| method | consolidation.quantiles | perturbation.sigmas | arithmetic | mean |"
+    header = "| method | consolidation.quantiles | perturbation.sigmas | arithmetic | members scored |"  # one task: no mean
     assert text.splitlines()[3].startswith(header)
     assert "Rows: method x `consolidation.quantiles`, `perturbation.sigmas`." in text
     rows = table_lines(text)
     corp = {tuple(r[1:3]): r[3] for r in rows if r[0] == "CoRP (N=8)"}
     assert corp == {
-        ("[0.5]", "[0.001]"): "30.5 ± 0.5 (n=2)",
-        ("[0.5]", "[0.002]"): "32.5 ± 0.5 (n=2)",
-        ("[0.9]", "[0.001]"): "40.5 ± 0.5 (n=2)",
-        ("[0.9]", "[0.002]"): "42.5 ± 0.5 (n=2)",
+        ("[0.5]", "[0.001]"): "30.5 ± 0.5 (n=2; ±4.6/run)",
+        ("[0.5]", "[0.002]"): "32.5 ± 0.5 (n=2; ±4.7/run)",
+        ("[0.9]", "[0.001]"): "40.5 ± 0.5 (n=2; ±4.9/run)",
+        ("[0.9]", "[0.002]"): "42.5 ± 0.5 (n=2; ±5.0/run)",
     }
     base = [r for r in rows if r[0] == "base"]
-    assert len(base) == 1 and base[0][1:4] == ["·", "·", "20.0 (n=1)"]  # these keys cannot change the base model
+    assert len(base) == 1 and base[0][1:4] == ["·", "·", "20.0 (n=1; ±4.0/run)"]  # these keys cannot change the base model
     randopt = next(r for r in rows if r[0].startswith("RandOpt top-1"))
     assert randopt[1:3] == ["–", "[0.001]"]  # RandOpt has no quantiles
     # one comparison block per CoRP setting, RandOpt matched only where its sigmas agree
@@ -140,12 +142,21 @@ def test_swept_keys_become_columns_and_cells_average_the_seeds(grid, capsys):
     assert "perturbation.sigmas=[0.002]] CoRP vs RandOpt" not in text
 
 
+def test_a_task_with_data_sets_is_labelled_by_its_data_set(tmp_path, capsys):
+    for seed in (0, 1):
+        fake_run(tmp_path / f"gym_{seed}", task="arithmetic", seed=seed, config={"task.dataset": "letter_counting"})
+    fake_run(tmp_path / "plain", task="countdown")
+    text = report_text(tmp_path, capsys=capsys)
+    assert "| method | countdown | letter_counting | mean |" in text
+    assert "(mean over 2 tasks)" in text
+
+
 def test_by_picks_the_grouping_and_pools_the_other_swept_keys(grid, capsys):
     text = report_text(grid, "--by", "consolidation.quantiles", capsys=capsys)
     assert "| method | consolidation.quantiles | arithmetic |" in text
     assert "Pooled with the seeds (not a grouping key): `perturbation.sigmas`." in text
     corp = {r[1]: r[2] for r in table_lines(text) if r[0] == "CoRP (N=8)"}
-    assert corp == {"[0.5]": "31.5 ± 1.1 (n=4)", "[0.9]": "41.5 ± 1.1 (n=4)"}
+    assert corp == {"[0.5]": "31.5 ± 0.6 (n=4; ±4.7/run)", "[0.9]": "41.5 ± 0.6 (n=4; ±5.0/run)"}
 
 
 def test_a_numeric_swept_key_is_plotted_against(tmp_path, capsys):
@@ -157,7 +168,8 @@ def test_a_numeric_swept_key_is_plotted_against(tmp_path, capsys):
     rows = table_lines(text)
     # support size is a task setting: the base row is split by it too, and sorts numerically
     assert [r[1] for r in rows if r[0] == "base"] == ["16", "32", "64"]
-    assert [r[2] for r in rows if r[0] == "CoRP (N=8)"] == ["25.0 ± 0.0 (n=2)", "30.0 ± 0.0 (n=2)", "40.0 ± 0.0 (n=2)"]
+    assert [r[2] for r in rows if r[0] == "CoRP (N=8)"] == ["25.0 ± 0.0 (n=2; ±4.4/run)", "30.0 ± 0.0 (n=2; ±4.6/run)",
+                                                                 "40.0 ± 0.0 (n=2; ±4.9/run)"]
     assert (root / "report.png").stat().st_size > 10_000
 
 
@@ -243,7 +255,7 @@ def test_the_report_takes_each_methods_rows_from_the_operator_registry(tmp_path,
 
     lines = comparisons(table)
     # both of its rows are compared, against the reference and the largest ensemble of RandOpt
-    assert "- Halves vs base: +20.0 points (mean over 1 tasks)" in lines
+    assert "- Halves vs base: +20.0 points (on arithmetic)" in lines
     assert "- Halves vs RandOpt top-1 (N=80): +12.0 points" in lines
     assert "- share of the RandOpt vote K=3 (N=80) gain over base (+11.0) that Halves recovers: 182%" in lines
     assert len(lines) == 6

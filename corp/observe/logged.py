@@ -66,13 +66,18 @@ def log_images(run: Any, paths: Sequence[Path], round_idx: int, log: Any = None)
 
 def headline(results: Results) -> dict[str, float]:
     """The summary a reader looks for first: accuracy of the final model and its gain over the base on
-    every split, the budget and the throughput (results.json holds the rest)."""
+    every split with their standard errors (the gain's paired), the budget and the throughput (results.json
+    holds the rest)."""
     out: dict[str, float] = {}
     for split, r in results.splits.items():
         out[f"{split}/accuracy"] = r.final
         out[f"{split}/base_accuracy"] = r.base
         out[f"{split}/gain"] = r.gain
         out[f"{split}/reward"] = r.final_reward
+        for key, name in (("final", "accuracy"), ("base", "base_accuracy"), ("gain", "gain"),
+                          ("final_reward", "reward")):  # fmt: skip
+            if r.se and key in r.se:  # results.json files from before SEs were recorded have none
+                out[f"{split}/{name}_se"] = r.se[key]
     for group in ("budget", "throughput"):
         values = results.to_json().get(group) or {}
         out.update({f"{group}/{k}": v for k, v in values.items() if is_number(v)})

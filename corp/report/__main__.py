@@ -1,7 +1,8 @@
 """``python -m corp.report <sweep or run folder> [--by KEY[,KEY]] [--out DIR]``: markdown table + PNG chart.
 
 Rows are methods and, by default, every config key swept within a method and task (one
-column each); columns are tasks; cells are mean ± std of test accuracy over seeds. ``--by``
+column each); columns are tasks; cells are mean ± standard error of test accuracy over seeds,
+with each run's own standard error over the test examples. ``--by``
 picks the keys that split rows; runs differing only in other keys are pooled with the seeds.
 """
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from corp.report.runs import MISSING
 from corp.report.table import NOT_APPLICABLE, Row, Table, sort_value
+from corp.stats import mean_se
 
 
 def _legend_label(row: Row, keys: list[str]) -> str:
@@ -50,14 +51,14 @@ def _bar_chart(plt, table: Table):
     x = np.arange(len(tasks))
     for i, r in enumerate(rows):
         means = [100 * np.mean(r.accuracy[t]) if r.accuracy.get(t) else np.nan for t in tasks]
-        stds = [100 * np.std(r.accuracy[t]) if r.accuracy.get(t) else 0.0 for t in tasks]
-        ax.bar(x + (i - (len(rows) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+        ses = [100 * mean_se(r.accuracy[t]) if r.accuracy.get(t) else 0.0 for t in tasks]
+        ax.bar(x + (i - (len(rows) - 1) / 2) * width, means, width, yerr=ses, capsize=2,
                label=_legend_label(r, table.keys))  # fmt: skip
     ax.set_xticks(x, tasks)
     ax.set_ylabel("test accuracy (%)")
     ax.set_xlabel("task")
     by = f"\nrows split by {', '.join(table.keys)}" if table.keys else ""
-    ax.set_title(f"Test accuracy by method (mean ± std over seeds){by}", fontsize=10)
+    ax.set_title(f"Test accuracy by method (mean ± SE over seeds){by}", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2 if len(rows) > 6 else 1)
     return fig
 
@@ -78,12 +79,12 @@ def _line_chart(plt, table: Table):
             if points:
                 xs = [p[0] for p in points]
                 ys = [100 * np.mean(p[1]) for p in points]
-                es = [100 * np.std(p[1]) for p in points]
+                es = [100 * mean_se(p[1]) for p in points]
                 ax.errorbar(xs, ys, yerr=es, fmt="o-", capsize=2, color=f"C{i}", label=label)
             for values in flat:  # a row the key does not change (the base): a horizontal line
                 ax.axhline(100 * np.mean(values), ls="--", color=f"C{i}", label=f"{label} (any {key})")
         ax.set_xlabel(key)
         ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{task}: test accuracy vs {key} (mean ± std over seeds)", fontsize=9)
+        ax.set_title(f"{task}: test accuracy vs {key} (mean ± SE over seeds)", fontsize=9)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig

@@ -13,13 +13,17 @@ import numpy as np
 from corp.consolidate.base import ENSEMBLE, REFERENCE
 from corp.report.runs import MISSING
 from corp.report.table import NOT_APPLICABLE, Row, Table
+from corp.stats import mean_se
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], run_se: list[float]) -> str:
+    """Mean ± SE over the runs (seeds), the number of runs, and the runs' mean SE over test examples."""
     if not values:
         return "–"
     v = 100 * np.asarray(values)
-    return f"{v.mean():.1f} ± {v.std():.1f} (n={len(v)})" if len(v) > 1 else f"{v.mean():.1f} (n=1)"
+    per_run = f"; ±{100 * np.mean(run_se):.1f}/run" if run_se else ""
+    spread = f" ± {100 * mean_se(values):.1f}" if len(v) > 1 else ""
+    return f"{v.mean():.1f}{spread} (n={len(v)}{per_run})"
 
 
 def _budget(per_task: dict[str, list[float]]) -> str:
@@ -36,16 +40,19 @@ def _mean_over_tasks(row: Row, tasks: list[str]) -> float | None:
 
 
 def markdown(table: Table) -> str:
-    """Test accuracy (%) per task, mean over tasks, and each row's budget; one column per grouping key."""
-    head = ["method", *table.keys, *table.tasks, "mean", "members scored", "example evals", "passes / test example"]
+    """Test accuracy (%) per task, mean over tasks (with more than one), and each row's budget; one column
+    per grouping key."""
+    several = len(table.tasks) > 1
+    head = ["method", *table.keys, *table.tasks, *(["mean"] if several else []), "members scored", "example evals",
+            "passes / test example"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.rows:
         mean = _mean_over_tasks(r, table.tasks)
         cells = [
             r.label,
             *r.setting,
-            *[_cell(r.accuracy.get(t, [])) for t in table.tasks],
-            "–" if mean is None else f"{mean:.1f}",
+            *[_cell(r.accuracy.get(t, []), r.run_se.get(t, [])) for t in table.tasks],
+            *(["–" if mean is None else f"{mean:.1f}"] if several else []),
             _budget(r.members),
             _budget(r.example_evals),
             str(r.passes),
@@ -84,11 +91,14 @@ def comparisons(table: Table) -> list[str]:
         score, name = mean(subject), subject.method
         where = ", ".join(f"{k}={v}" for k, v in zip(table.keys, subject.setting))
         tag = f"[{where}] " if where else ""
-        over = (
-            f"{len(tasks)} tasks" if len(tasks) == len(table.tasks) else f"{', '.join(tasks)}: {name}'s finished tasks"
-        )
+        if len(tasks) == 1:
+            over = f"on {tasks[0]}"
+        elif len(tasks) == len(table.tasks):
+            over = f"mean over {len(tasks)} tasks"
+        else:
+            over = f"mean over {', '.join(tasks)}: {name}'s finished tasks"
         if base is not None:
-            out.append(f"- {tag}{name} vs base: {score - mean(base):+.1f} points (mean over {over})")
+            out.append(f"- {tag}{name} vs base: {score - mean(base):+.1f} points ({over})")
         if reference is not None:
             out.append(f"- {tag}{name} vs {reference.label}: {score - mean(reference):+.1f} points")
         if base is not None and ensemble is not None:

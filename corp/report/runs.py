@@ -32,7 +32,9 @@ class Run:
 
     @property
     def task(self) -> str:
-        return self.results.task
+        """The task's column label: its data set where the task draws from several (``task=gym
+        task.dataset=letter_counting`` reads ``letter_counting``), else its registry name."""
+        return self.config.get("task.dataset") or self.results.task
 
     def value(self, key: str) -> str:
         return self.config.get(key, MISSING)

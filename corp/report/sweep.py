@@ -4,9 +4,11 @@ Every ``results.json`` below the folder is one finished run; run folders without
 run still going, or stopped) are counted and skipped (``runs.py``). Runs are grouped into *rows*
 by method (each operator names the rows it contributes, ``Operator.report_rows``: RandOpt its
 top-1 model and one row per vote size K) and by the *grouping keys*,
-and into *columns* by task; each cell is the mean +- std of test accuracy over the runs in it
-(the seeds). By default the grouping keys are the config keys that take more than one value
-among the runs of one method on one task (e.g. ``consolidation.quantiles`` or
+and into *columns* by task (a task drawing from several data sets by its data set, e.g. gym's
+``letter_counting``); each cell is the mean +- standard error of test accuracy over the runs in it
+(the seeds), with the runs' own standard error over test examples. By default the grouping keys are
+the config keys that take more than one value among the runs of one method on one task (e.g.
+``consolidation.quantiles`` or
 ``perturbation.sigmas`` in a sweep over them), each shown as a column of its own; with none
 (a methods x tasks x seeds comparison) the table is methods x tasks. ``by`` chooses them
 instead; runs differing only in keys left out are pooled with the seeds. The base model is a
@@ -50,7 +52,8 @@ def report(folder: Path, out_dir: Path | None = None, by: list[str] | None = Non
         notes.append(f"Skipped {len(unfinished)} unfinished runs (no results.json): {names}{more}.")
     text = "\n".join(
         [
-            f"Test accuracy (%) of {len(runs)} runs under `{folder}`: mean ± std over seeds (n runs).",
+            f"Test accuracy (%) of {len(runs)} runs under `{folder}`: mean ± standard error over seeds "
+            "(n runs; ±x/run: the runs' mean standard error over test examples).",
             *notes,
             "",
             markdown(table),

@@ -18,6 +18,7 @@ from corp.consolidate import OPERATORS
 from corp.consolidate.base import report_row
 from corp.report.runs import Run
 from corp.results import Budget
+from corp.stats import binary_se
 
 _LAYOUT = ("consolidation.name", "task.name")  # always the rows' method and the columns
 _BASE_PREFIXES = ("model.", "task.")  # the only settings that change the base model's score
@@ -32,6 +33,7 @@ class Row:
     setting: tuple[str, ...]
     order: tuple
     accuracy: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    run_se: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # each run's SE over examples
     members: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     example_evals: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     passes: int = 1
@@ -136,11 +138,11 @@ def build_table(runs: list[Run], by: list[str] | None = None) -> Table:
         data_key = (run.task, test.n, run.value("task.data_seed"), res.model, base_setting)
         if data_key not in base_seen:  # the base is the same model in every run of a task: count it once
             base_seen.add(data_key)
-            row("base", base_setting, (0, 0)).accuracy[run.task].append(test.base)
+            _add(row("base", base_setting, (0, 0)), run.task, test.base, test.n, None)
         budget = res.budget
         if run.is_eval:
             name = f"evaluated {Path(str(res.evaluated)).name}"
-            _add(row(name, setting, (len(methods) + 2, 0), (name,)), run.task, test.final, budget)
+            _add(row(name, setting, (len(methods) + 2, 0), (name,)), run.task, test.final, test.n, budget)
             continue
         op = OPERATORS.get(run.method)
         if op is None:  # an operator this checkout does not know: one plain row, after the known ones
@@ -151,14 +153,16 @@ def build_table(runs: list[Run], by: list[str] | None = None) -> Table:
             contributed = op.report_rows(res, run.plain)
         for c in contributed:
             r = row(c.label, setting, (group, c.block), (*c.sort, *extra))
-            _add(r, run.task, c.accuracy, budget)
+            _add(r, run.task, c.accuracy, test.n, budget)
             r.passes, r.method, r.compared, r.role = c.passes, method, compared, c.role
     pooled = [k for k in swept_keys(runs) if k not in keys]
     return Table(sorted(rows.values(), key=lambda r: r.order), tasks, keys, pooled)
 
 
-def _add(row: Row, task: str, accuracy: float, budget: Budget | None) -> None:
+def _add(row: Row, task: str, accuracy: float, n: int, budget: Budget | None) -> None:
+    """One run's test accuracy (over ``n`` examples) in ``row``; its SE follows from the two (corp.stats)."""
     row.accuracy[task].append(accuracy)
+    row.run_se[task].append(binary_se(accuracy, n))
     if budget is not None:
         row.members[task].append(budget.members_scored)
         row.example_evals[task].append(budget.example_evals)
