@@ -11,6 +11,7 @@ from typing import Any
 from corp.files import atomic_write_json
 from corp.models.loading import save_model
 from corp.observe.callbacks import RunEnded, SamplesReady
+from corp.provenance import example_id
 from corp.report.run_plots import draw_run_plots
 from corp.results import Results
 from corp.scores import Scores
@@ -40,8 +41,8 @@ def finish(
         plots = draw_run_plots(out, data)  # from rounds.jsonl, which the loop's observers wrote
         if typed.export_model:
             save_model(s.model, s.tokenizer, s.space.centre_state(), typed.model.export_dtype, out / "model")
+    write_samples(out / "samples.jsonl", s.scorer, base, final)
     if "test" in final:
-        write_samples(out / "samples.jsonl", s.scorer, base["test"], final["test"])
         rows = sample_rows(s.scorer, base["test"], final["test"])[: typed.log_samples]
         s.callbacks.samples(SamplesReady("samples/end", rows, last_round))
     atomic_write_json(out / "results.json", data)  # last: it marks the run finished (a rerun skips it)
@@ -49,12 +50,15 @@ def finish(
     print(results.summary(out))
 
 
-def sample_rows(scorer: Scorer, base: Scores, final: Scores | None = None) -> list[dict[str, Any]]:
-    """Test prompts with the reference answer and what the base (and the final) model answered."""
+def sample_rows(scorer: Scorer, base: Scores, final: Scores | None = None, split: str = "test") -> list[dict[str, Any]]:
+    """A split's prompts with the reference answer and what the base (and the final) model answered; each
+    row names its split and example (``corp.provenance.example_id``) and holds the prompt twice: as the
+    task wrote it and as the model read it (chat template, system prompt and few-shot turns included)."""
     rows = []
-    for i, ex in enumerate(scorer.splits["test"]):
-        row = {"prompt": ex.prompt, "answer": ex.answer, "base_completion": base.completions[i],
-               "base_answer": base.answers[i], "base_reward": float(base.rewards[i])}  # fmt: skip
+    for i, ex in enumerate(scorer.splits[split]):
+        row = {"split": split, "id": example_id(ex), "prompt": ex.prompt, "prompt_text": scorer.prompt_text(split, i),
+               "answer": ex.answer, "base_completion": base.completions[i], "base_answer": base.answers[i],
+               "base_reward": float(base.rewards[i])}  # fmt: skip
         if final is not None:
             row.update({"final_completion": final.completions[i], "final_answer": final.answers[i],
                         "final_reward": float(final.rewards[i])})  # fmt: skip
@@ -62,7 +66,9 @@ def sample_rows(scorer: Scorer, base: Scores, final: Scores | None = None) -> li
     return rows
 
 
-def write_samples(path: Path, scorer: Scorer, base: Scores, final: Scores) -> None:
+def write_samples(path: Path, scorer: Scorer, base: dict[str, Scores], final: dict[str, Scores]) -> None:
+    """``samples.jsonl``: one row per example of every split that was evaluated."""
     with open(path, "w") as f:
-        for row in sample_rows(scorer, base, final):
-            f.write(json.dumps(row) + "\n")
+        for split in base:
+            for row in sample_rows(scorer, base[split], final[split], split):
+                f.write(json.dumps(row) + "\n")

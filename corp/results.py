@@ -121,6 +121,7 @@ class Results:
     rounds: list[dict[str, Any]] = field(default_factory=list)  # train: each round's scalar metrics
     vote: Vote | None = None  # train, with an ensemble
     peak_rss_mb: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # corp.provenance: code, packages, data, weights
 
     @property
     def label(self) -> str:
@@ -144,7 +145,7 @@ class Results:
                 "rounds": self.rounds,
             })  # fmt: skip
         out.update({"seconds": self.seconds, "throughput": asdict(self.throughput) if self.throughput else {},
-                    "peak_rss_mb": self.peak_rss_mb})  # fmt: skip
+                    "peak_rss_mb": self.peak_rss_mb, "provenance": self.provenance or None})  # fmt: skip
         return {k: v for k, v in out.items() if v is not None}
 
     @classmethod
@@ -160,6 +161,7 @@ class Results:
             budget=Budget.from_json(budget) if budget else None,
             committed=Committed(**committed) if committed else None, rounds=data.get("rounds") or [],
             vote=Vote.from_json(data["vote"]) if data.get("vote") else None, peak_rss_mb=data.get("peak_rss_mb"),
+            provenance=data.get("provenance") or {},
         )  # fmt: skip
 
     @classmethod

@@ -24,6 +24,7 @@ from corp.loop import RoundLoop
 from corp.observe.callbacks import Callbacks, RunStarted, SamplesReady
 from corp.observe.local import ConsoleLog, RoundsLog
 from corp.outputs import finish, sample_rows
+from corp.provenance import provenance
 from corp.results import Committed, Results, SplitResult, Vote
 from corp.session import Session
 from corp.startup import build_fabric, build_loggers, check_resume, interrupts_raise, prepare, remove_run_outputs
@@ -107,6 +108,7 @@ def _train(s: Session) -> Results:
         committed=Committed(len(s.space.committed), s.space.committed.norm()),
         rounds=[{"round": r.round_idx, "committed": r.committed, **_jsonable(r.metrics)} for r in loop.history],
         vote=vote, peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux reports KiB
+        provenance=provenance(s.inputs.task, s.inputs.splits, s.model_digest),
     )  # fmt: skip
     finish(s, results, base, final, last_round=max(ev.budget.rounds - 1, 0))
     return results
@@ -127,6 +129,7 @@ def _evaluate_only(s: Session) -> Results:
         mode="eval", task=s.inputs.task.name, model=typed.model.name_or_path, dtype=scored.dtype,
         splits={split: SplitResult.of(base[split], final[split]) for split in typed.eval.splits},
         seconds=seconds, throughput=throughput, evaluated=target.name,
+        provenance=provenance(s.inputs.task, s.inputs.splits, s.model_digest),
     )  # fmt: skip
     finish(s, results, base, final)
     return results

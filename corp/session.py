@@ -14,11 +14,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from corp.config import Config, to_plain
 from corp.evaluate import Evaluator, decode_totals
-from corp.models.loading import load_model
+from corp.models.loading import cache_root, load_model
 from corp.models.precision import compute_dtype, dtype_name, resolve_dtype, set_compute_dtype
 from corp.observe.callbacks import Callbacks, EvalScored
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
+from corp.provenance import model_fingerprint
 from corp.results import Throughput
 from corp.scores import Scores
 from corp.scoring.scorer import Scorer
@@ -42,6 +43,7 @@ class Session:
     space: ParameterSpace
     scorer: Scorer
     evaluator: Evaluator
+    model_digest: str  # corp.provenance.model_fingerprint of the weights as loaded
 
     @classmethod
     def build(cls, typed: Config, fabric: Fabric, inputs: Inputs, out: Path, callbacks: Callbacks, resumed: bool,
@@ -49,6 +51,7 @@ class Session:
         """``source``: what to load for ``typed.model`` (default: the run's resolved model)."""
         source = inputs.source if source is None else source
         model, tokenizer = load_model(typed.model, fabric.device, source, inputs.tokenizer, compute=False)
+        digest = model_fingerprint(model, source, cache_root(typed.model))
         pert = typed.perturbation
         noise = NoiseSource(pert.noise_mode)
         space = ParameterSpace(model, noise, pert.include, pert.exclude, pert.dense_cache, pert.noise_cache_mb)
@@ -65,7 +68,7 @@ class Session:
         if resumed:  # this run's own earlier scores: replaying them is not reuse
             store.load(out, source="resumed")
         evaluator = Evaluator(fabric, space, scorer, store, out, callbacks, typed.log_samples, typed.checkpoint_every_s)
-        return cls(typed, fabric, inputs, out, callbacks, start, model, tokenizer, space, scorer, evaluator)
+        return cls(typed, fabric, inputs, out, callbacks, start, model, tokenizer, space, scorer, evaluator, digest)
 
     @property
     def dtype(self) -> str:

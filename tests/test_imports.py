@@ -11,7 +11,7 @@ CORP = Path(__file__).resolve().parents[1] / "corp"
 LAYERS = [
     {"errors", "files", "scores", "registry"},
     {"perturb", "models", "tasks", "stats"},
-    {"scoring", "store", "results"},
+    {"scoring", "store", "results", "provenance"},
     {"consolidate"},
     {"observe", "analyze"},
     {"config"},  # above observe: it stores the registered loggers' schemas

@@ -153,6 +153,7 @@ def test_wandb_summary_is_the_headline_budget_and_throughput(wandb_run):
     end = json.loads(media(run_file, logged["samples/end"]).read_text())
     assert "final_completion" not in start["columns"] and len(start["data"]) == len(end["data"]) == 5
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    samples = [s for s in samples if s["split"] == "test"]
     col = end["columns"].index("final_completion")
     assert [row[col] for row in end["data"]] == [s["final_completion"] for s in samples[:5]]
     for name in CORP_PLOTS:

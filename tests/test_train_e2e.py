@@ -38,7 +38,8 @@ def test_tiny_run_writes_every_output(tiny_results):
     assert pop["rewards"].shape == (4, 8) and len(pop["seeds"]) == 4
     answers = json.loads(str(pop["answers"]))
     assert len(answers) == 4 and all(len(row) == 8 for row in answers)
-    assert len((out / "samples.jsonl").read_text().splitlines()) == 8
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["split"] for s in samples] == ["support"] * 8 + ["probe"] * 8 + ["test"] * 8
     assert (out / "csv" / "metrics.csv").exists()
 
 
@@ -116,7 +117,8 @@ def test_exported_embedded_model_reproduces_the_test_accuracy(embedded_run):
     tokenizer.padding_side = "left"
     decoded = Scorer(model, tokenizer, task, splits, cfg.model.chat_template, cfg.model.batch_size).score("test")
     assert decoded.accuracy == res["test"]["final"]
-    finals = [json.loads(line)["final_completion"] for line in (out / "samples.jsonl").read_text().splitlines()]
+    finals = [json.loads(line)["final_completion"] for line in (out / "samples.jsonl").read_text().splitlines()
+              if json.loads(line)["split"] == "test"]  # fmt: skip
     assert decoded.completions == finals
 
 

@@ -76,6 +76,10 @@ class Scorer:
             return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(self.task.plain_prompt(example))["input_ids"]
 
+    def prompt_text(self, split: str, index: int) -> str:
+        """One prompt as the model reads it (chat template, system prompt and few-shot turns included)."""
+        return self.tokenizer.decode(self._encoded[split][index])
+
     def prompt_ids(self, split: str, indices: np.ndarray | None = None) -> list[list[int]]:
         """Token ids of the split's prompts (in ``indices`` order)."""
         idx = np.arange(len(self._encoded[split])) if indices is None else np.asarray(indices)

@@ -65,6 +65,7 @@ class Task(ABC):
     """
 
     name: str = ""  # set by the registry
+    version: int = 1  # raise it when a change alters the examples, prompts or rewards (results.json records it)
     config_class: type[TaskConfig] = TaskConfig
     max_new_tokens: int = 32
     stop: tuple[str, ...] = ()
