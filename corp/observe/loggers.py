@@ -57,9 +57,11 @@ class WandbConfig:
 class WandbLogger(Callback):
     """One W&B run per run folder. Live: one history step per scored member or candidate (x-axis
     ``point``), per round (x-axis ``round``) the scalars, tables and histograms that recur, and the best
-    member's sample completions. A value seen in a single round goes to the summary, never to a
-    one-point chart. The summary holds the headline (``test/accuracy``, ``test/base_accuracy``,
-    ``test/gain``, ``probe/accuracy``), the budget and the throughput; the config is the run's config."""
+    member's sample completions. A value seen in a single round is never a one-point chart: every round's
+    scalars are also in one table, ``rounds/metrics`` (a row per round), logged when the run ends. The
+    summary holds the headline only (``test/accuracy``, ``test/base_accuracy``, ``test/gain``,
+    ``probe/accuracy``, their standard errors), the budget and the throughput; the config is the run's
+    config."""
 
     config_class = WandbConfig
 
@@ -76,6 +78,7 @@ class WandbLogger(Callback):
         self._once: dict[str, tuple[int, float]] = {}  # round scalars seen in one round so far
         self._recurring: set[str] = set()
         self._best: PointScored | None = None  # the round's best member, for its sample table
+        self._round_rows: dict[int, dict[str, Any]] = {}  # every round's scalars, for the rounds/metrics table
 
     def on_run_start(self, rec: RunStarted) -> None:
         import wandb
@@ -132,6 +135,7 @@ class WandbLogger(Callback):
         self.run.summary[prefix + "accuracy"] = rec.accuracy
 
     def on_round_end(self, rec: RoundEnded) -> None:
+        self._round_rows[rec.round] = {"round": rec.round, **rec.metrics}
         row: dict[str, Any] = {}
         for key, value in rec.metrics.items():
             if key in self._recurring:
@@ -159,7 +163,10 @@ class WandbLogger(Callback):
         self._log({"round": rec.round, rec.key: logged.table(rec.rows)})
 
     def on_run_end(self, rec: RunEnded) -> None:
-        self.run.summary.update({k: v for k, (_, v) in self._once.items()})  # single-round values
+        if self._round_rows:
+            self.run.define_metric("rounds/metrics", step_metric="round", summary="none")
+            rows = [self._round_rows[r] for r in sorted(self._round_rows)]
+            self._log({"round": max(self._round_rows), "rounds/metrics": logged.table(rows)})
         self.run.summary.update(logged.headline(rec.results))
         if rec.plots:
             logged.log_images(self.run, rec.plots, self._last_round, self._log)
