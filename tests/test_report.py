@@ -11,7 +11,7 @@ from corp.report.__main__ import main as report_main
 from corp.report.sweep import build_table, load_runs
 from corp.results import Budget, Committed, Results, SplitResult, Vote
 
-BASE = {"arithmetic": 0.20, "countdown": 0.10}
+BASE = {"arithmetic": 0.20, "countdown": 0.10, "gym": 0.3, "gsm8k": 0.4}
 
 
 def fake_run(
@@ -144,10 +144,10 @@ def test_swept_keys_become_columns_and_cells_average_the_seeds(grid, capsys):
 
 def test_a_task_with_data_sets_is_labelled_by_its_data_set(tmp_path, capsys):
     for seed in (0, 1):
-        fake_run(tmp_path / f"gym_{seed}", task="arithmetic", seed=seed, config={"task.dataset": "letter_counting"})
-    fake_run(tmp_path / "plain", task="countdown")
+        fake_run(tmp_path / f"gym_{seed}", task="gym", seed=seed, config={"task.dataset": "letter_counting"})
+    fake_run(tmp_path / "data", task="gsm8k", config={"task.dataset": "openai/gsm8k"})  # one data set: its name
     text = report_text(tmp_path, capsys=capsys)
-    assert "| method | countdown | letter_counting | mean |" in text
+    assert "| method | gsm8k | letter_counting | mean |" in text
     assert "(mean over 2 tasks)" in text
 
 

@@ -19,6 +19,7 @@ class Run:
     results: Results
     config: dict[str, str]  # flattened config, values as JSON text: what the table groups and shows
     plain: dict[str, Any]  # config.json as saved: what operators label their rows from
+    task: str  # the task's column label (Task.label): task=gym task.dataset=letter_counting is letter_counting
 
     @property
     def method(self) -> str:
@@ -30,12 +31,6 @@ class Run:
         """A run that evaluated a saved direction (``mode=eval``) instead of training."""
         return self.results.mode == "eval"
 
-    @property
-    def task(self) -> str:
-        """The task's column label: its data set where the task draws from several (``task=gym
-        task.dataset=letter_counting`` reads ``letter_counting``), else its registry name."""
-        return self.config.get("task.dataset") or self.results.task
-
     def value(self, key: str) -> str:
         return self.config.get(key, MISSING)
 
@@ -46,10 +41,20 @@ def load_runs(folder: Path) -> tuple[list[Run], list[Path]]:
     for res_file in sorted(folder.rglob("results.json")):
         cfg_file = res_file.with_name("config.json")
         plain = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
-        runs.append(Run(res_file.parent, Results.load(res_file), _as_text(flatten(plain)), plain))
+        results = Results.load(res_file)
+        label = task_label(results.task, plain.get("task"))
+        runs.append(Run(res_file.parent, results, _as_text(flatten(plain)), plain, label))
     unfinished = [f.parent for f in sorted(folder.rglob("config.json"))
                   if not (f.parent / "results.json").exists() and _is_run_config(f)]  # fmt: skip
     return runs, unfinished
+
+
+def task_label(name: str, task_cfg: dict[str, Any] | None) -> str:
+    """``Task.label`` of the registered task ``name`` (the name itself for a task this checkout lacks)."""
+    from corp.tasks import TASKS  # importing the package registers the built-in tasks
+
+    cls = TASKS.get(name)
+    return cls.label(task_cfg or {}) if cls is not None else name
 
 
 def _is_run_config(path: Path) -> bool:

@@ -82,6 +82,12 @@ class Task(ABC):
         """The task from its ``task.*`` config (the registry builds every member this way)."""
         return cls(cfg)
 
+    @classmethod
+    def label(cls, cfg: dict[str, Any]) -> str:
+        """The task's name in reports, from its ``task.*`` config: the registry name; a task that draws
+        on several data sets (gym) names the one a run used."""
+        return cls.name
+
     @abstractmethod
     def examples(self, seed: int, count: int) -> list[Example]:
         """``count`` distinct examples generated (or read) deterministically from ``seed``."""

@@ -80,6 +80,10 @@ class GymTask(Task):
     config_class = GymConfig
     max_new_tokens = 32
 
+    @classmethod
+    def label(cls, cfg: dict[str, Any]) -> str:
+        return str(cfg.get("dataset") or GymConfig.dataset)
+
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
         self.dataset = str(cfg.dataset)
