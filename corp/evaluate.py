@@ -110,7 +110,7 @@ class Evaluator:
             self._charge_examples(scores)
             self.callbacks.point(PointScored("candidate", self.round, self._candidates - 1, split, scores.mean_reward,
                                              scores.accuracy, self.budget.example_evals,
-                                             replayed=scores.source == "resumed"))  # fmt: skip
+                                             replayed=scores.source == "resumed", parts=scores.part_means()))  # fmt: skip
         if self._bar is None:
             self._bar = tqdm(desc=f"round {self.round}: candidate evaluations", unit="eval", leave=False,
                              disable=not self.fabric.is_global_zero, dynamic_ncols=True)  # fmt: skip
@@ -268,4 +268,5 @@ class Evaluator:
                                 "reward": float(scores.rewards[k])})  # fmt: skip
         self.callbacks.point(PointScored("member", self.round, i, pop.split, scores.mean_reward, scores.accuracy,
                                          self.budget.example_evals, sigma=float(pop.sigmas[i]), failed=failed,
-                                         replayed=scores.source == "resumed", samples=samples))  # fmt: skip
+                                         replayed=scores.source == "resumed", samples=samples,
+                                         parts=scores.part_means()))  # fmt: skip

@@ -27,6 +27,11 @@ class Scores:
     answers: list[str | None] | None = None  # extracted answers (for votes)
     completions: list[str] | None = None  # kept for whole-split evaluations, not for population members
     source: str = "scored"  # "scored" here, "resumed" from this run's own folder, "loaded" from population.load
+    parts: dict[str, np.ndarray] | None = None  # the reward's named components (Task.reward_parts); not saved
+
+    def part_means(self) -> dict[str, float]:
+        """Each reward component's mean, for the logs."""
+        return {name: float(v.mean()) for name, v in (self.parts or {}).items() if len(v)}
 
     @property
     def accuracy(self) -> float:

@@ -45,7 +45,10 @@ def test_the_model_fingerprint_is_cached_by_file_and_follows_the_weights(tiny_mo
     assert model_fingerprint(model, tiny_model_dir, None) != first  # other weights hash differently
     copy = tmp_path / "copy"
     model.save_pretrained(copy)
-    assert model_fingerprint(model, copy, tmp_path) != first and len(json.loads((tmp_path / FINGERPRINTS).read_text())) == 2
+    assert (
+        model_fingerprint(model, copy, tmp_path) != first
+        and len(json.loads((tmp_path / FINGERPRINTS).read_text())) == 2
+    )
 
 
 def test_git_state_is_empty_outside_a_checkout(tmp_path):

@@ -121,7 +121,9 @@ def grid(tmp_path) -> Path:
 
 def test_swept_keys_become_columns_and_cells_average_the_seeds(grid, capsys):
     text = report_text(grid, capsys=capsys)
-    header = "| method | consolidation.quantiles | perturbation.sigmas | arithmetic | members scored |"  # one task: no mean
+    header = (
+        "| method | consolidation.quantiles | perturbation.sigmas | arithmetic | members scored |"  # one task: no mean
+    )
     assert text.splitlines()[3].startswith(header)
     assert "Rows: method x `consolidation.quantiles`, `perturbation.sigmas`." in text
     rows = table_lines(text)
@@ -133,7 +135,11 @@ def test_swept_keys_become_columns_and_cells_average_the_seeds(grid, capsys):
         ("[0.9]", "[0.002]"): "42.5 ± 0.5 (n=2; ±5.0/run)",
     }
     base = [r for r in rows if r[0] == "base"]
-    assert len(base) == 1 and base[0][1:4] == ["·", "·", "20.0 (n=1; ±4.0/run)"]  # these keys cannot change the base model
+    assert len(base) == 1 and base[0][1:4] == [
+        "·",
+        "·",
+        "20.0 (n=1; ±4.0/run)",
+    ]  # these keys cannot change the base model
     randopt = next(r for r in rows if r[0].startswith("RandOpt top-1"))
     assert randopt[1:3] == ["–", "[0.001]"]  # RandOpt has no quantiles
     # one comparison block per CoRP setting, RandOpt matched only where its sigmas agree
@@ -168,8 +174,11 @@ def test_a_numeric_swept_key_is_plotted_against(tmp_path, capsys):
     rows = table_lines(text)
     # support size is a task setting: the base row is split by it too, and sorts numerically
     assert [r[1] for r in rows if r[0] == "base"] == ["16", "32", "64"]
-    assert [r[2] for r in rows if r[0] == "CoRP (N=8)"] == ["25.0 ± 0.0 (n=2; ±4.4/run)", "30.0 ± 0.0 (n=2; ±4.6/run)",
-                                                                 "40.0 ± 0.0 (n=2; ±4.9/run)"]
+    assert [r[2] for r in rows if r[0] == "CoRP (N=8)"] == [
+        "25.0 ± 0.0 (n=2; ±4.4/run)",
+        "30.0 ± 0.0 (n=2; ±4.6/run)",
+        "40.0 ± 0.0 (n=2; ±4.9/run)",
+    ]
     assert (root / "report.png").stat().st_size > 10_000
 
 

@@ -162,8 +162,9 @@ def test_a_custom_reward_function_is_called_once_per_scored_batch(tiny):
     model, tok = tiny
     scorer = Scorer(model, tok, task, splits, chat_template=False, batch_size=2)
     calls = []
-    fn = task.reward_fn
-    task.reward_fn = lambda **kw: calls.append(len(kw["completions"])) or fn(**kw)
+    (f,) = task.reward_fns
+    fn = f.fn
+    f.fn = lambda **kw: calls.append(len(kw["completions"])) or fn(**kw)
     decoded = scorer.score("support")
     assert calls == [4]  # the decoding batch size (2) does not split the reward call
     answers = [ex.answer.lower() for ex in splits["support"]]

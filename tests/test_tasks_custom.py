@@ -53,8 +53,9 @@ def test_answer_fn_gives_the_vote_key() -> None:
 def test_the_reward_function_is_called_once_per_completion(monkeypatch) -> None:
     task = custom()
     calls = []
-    fn = task.reward_fn
-    task.reward_fn = lambda **kw: calls.append(len(kw["completions"])) or fn(**kw)
+    (f,) = task.reward_fns
+    fn = f.fn
+    f.fn = lambda **kw: calls.append(len(kw["completions"])) or fn(**kw)
     exs = task.data()["train"][:4]
     task.rewards(["Paris", "x", "Madrid", "y"], exs)
     assert calls == [4]  # one batched call

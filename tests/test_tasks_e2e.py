@@ -68,7 +68,9 @@ def check_outputs(results: dict, out: Path, name: str, model: Path) -> None:
         assert results[split]["n"] == 2 and 0.0 <= results[split]["final"] <= 1.0
     assert results["budget"]["members_scored"] == 3
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert [s["split"] for s in samples] == ["support"] * 2 + ["probe"] * 2 + ["test"] * 2 and all(isinstance(s["final_completion"], str) for s in samples)
+    assert [s["split"] for s in samples] == ["support"] * 2 + ["probe"] * 2 + ["test"] * 2 and all(
+        isinstance(s["final_completion"], str) for s in samples
+    )
     assert all(0.0 <= s["final_reward"] <= 1.1 for s in samples)  # countdown: 0.1 format bonus + 1
 
 

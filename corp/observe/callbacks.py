@@ -41,6 +41,7 @@ class PointScored:
     failed: bool = False  # non-finite rewards: scored as failed
     replayed: bool = False  # from this run's earlier attempt (a resume): already observed then
     samples: list[dict[str, Any]] = field(default_factory=list)  # the first examples: prompt, completion, ...
+    parts: dict[str, float] = field(default_factory=dict)  # each reward function's mean (Task.reward_parts)
 
 
 @dataclass

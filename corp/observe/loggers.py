@@ -26,6 +26,7 @@ from corp.observe.callbacks import (
     RunStarted,
     SamplesReady,
 )
+from corp.observe.reward_parts import RoundParts, point_values
 from corp.observe.wandb_files import Logged, logged_before
 
 WANDB_RUN_FILE = "wandb_run.json"  # in the run folder: the W&B run id, so that a resume continues that run
@@ -79,6 +80,7 @@ class WandbLogger(Callback):
         self._recurring: set[str] = set()
         self._best: PointScored | None = None  # the round's best member, for its sample table
         self._round_rows: dict[int, dict[str, Any]] = {}  # every round's scalars, for the rounds/metrics table
+        self._parts = RoundParts()
 
     def on_run_start(self, rec: RunStarted) -> None:
         import wandb
@@ -106,6 +108,7 @@ class WandbLogger(Callback):
         for prefix in ("member", "candidate"):
             self.run.define_metric(f"{prefix}/*", step_metric="point", summary="none")
         self.run.define_metric("example_evals", step_metric="point", summary="none")
+        self.run.define_metric("rewards/*", step_metric="point", summary="none")
 
     def _save_state(self, run_id: str) -> None:
         tmp = self.out / (WANDB_RUN_FILE + ".tmp")
@@ -122,10 +125,11 @@ class WandbLogger(Callback):
 
     def on_point(self, rec: PointScored) -> None:
         self._point += 1
+        self._parts.add(rec)
         if rec.kind == "member" and not rec.failed and (self._best is None or rec.reward > self._best.reward):
             self._best = rec
         row = {"point": self._point, "round": rec.round, "example_evals": rec.example_evals,
-               f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy}  # fmt: skip
+               f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy, **point_values(rec)}  # fmt: skip
         if rec.sigma is not None:
             row[f"{rec.kind}/sigma"] = rec.sigma
         self._log(row)
@@ -135,9 +139,10 @@ class WandbLogger(Callback):
         self.run.summary[prefix + "accuracy"] = rec.accuracy
 
     def on_round_end(self, rec: RoundEnded) -> None:
-        self._round_rows[rec.round] = {"round": rec.round, **rec.metrics}
+        metrics = {**rec.metrics, **self._parts.pop()}
+        self._round_rows[rec.round] = {"round": rec.round, **metrics}
         row: dict[str, Any] = {}
-        for key, value in rec.metrics.items():
+        for key, value in metrics.items():
             if key in self._recurring:
                 row[key] = value
             elif key in self._once:  # a second round has it: a curve after all, from its first value on
@@ -205,6 +210,7 @@ class _FabricScalars(Callback):
         self.cfg = cfg
         self.logger: Any = None
         self._point = 0
+        self._parts = RoundParts()
 
     def make(self, out: Path) -> Any:
         raise NotImplementedError
@@ -214,12 +220,13 @@ class _FabricScalars(Callback):
 
     def on_point(self, rec: PointScored) -> None:
         self._point += 1
+        self._parts.add(rec)
         if self.points and not rec.replayed:
-            self.logger.log_metrics({f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy},
-                                    step=self._point)  # fmt: skip
+            self.logger.log_metrics({f"{rec.kind}/reward": rec.reward, f"{rec.kind}/accuracy": rec.accuracy,
+                                     **point_values(rec)}, step=self._point)  # fmt: skip
 
     def on_round_end(self, rec: RoundEnded) -> None:
-        self.logger.log_metrics(rec.metrics, step=rec.round)
+        self.logger.log_metrics({**rec.metrics, **self._parts.pop()}, step=rec.round)
 
     def finish(self, status: str) -> None:
         if self.logger is not None:

@@ -126,4 +126,5 @@ class Scorer:
         rewards = self._rewards(completions, examples)
         correct = np.array([self.task.is_correct(c, ex) for c, ex in zip(completions, examples)], dtype=bool)
         answers = [self.task.extract(c) for c in completions]
-        return Scores(rewards, correct, answers, completions)
+        parts = {k: np.asarray(v, dtype=np.float64) for k, v in self.task.reward_parts(completions, examples).items()}
+        return Scores(rewards, correct, answers, completions, parts=parts or None)

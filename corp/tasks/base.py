@@ -105,6 +105,11 @@ class Task(ABC):
         functions) override it. The default calls ``reward`` per completion."""
         return [self.reward(c, ex) for c, ex in zip(completions, examples, strict=True)]
 
+    def reward_parts(self, completions: list[str], examples: list[Example]) -> dict[str, list[float]]:
+        """The reward's named components (a custom task's several reward functions), each one value per
+        completion, for the logs (``rewards/<name>/mean``); none by default."""
+        return {}
+
     def is_correct(self, completion: str, example: Example) -> bool:
         """Whether a completion counts as solved; accuracy is the mean of this."""
         return self.reward(completion, example) >= 1.0

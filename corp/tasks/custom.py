@@ -1,12 +1,15 @@
-"""Custom tasks without a module: a data file, a prompt column and a TRL-style reward function.
+"""Custom tasks without a module: a data file, a prompt column and TRL-style reward functions.
 
     python train.py task=custom task.data_files=data.jsonl task.prompt_field=question \\
         task.reward_fn=my_rewards.py:exact_match task.answer_field=answer
 
-The reward function follows TRL's convention, ``fn(completions: list[str], **columns) ->
-list[float]``: each data column arrives as a list aligned with ``completions`` (and ``prompts``
-holds the prompt column's text). A function without ``**kwargs`` receives only the columns it
-names. ``task.answer_fn`` (``fn(completion: str) -> str | None``) gives the vote key; without it the
+The reward function follows TRL's convention, ``fn(prompts, completions, **columns) ->
+list[float]``, every argument passed by keyword: each data column arrives as a list aligned with
+``completions`` (and ``prompts`` holds the prompt column's text). A function without ``**kwargs``
+receives only the columns it names. Several functions, as TRL's ``reward_funcs`` and
+``reward_weights``: ``task.reward_fn=[a.py:format,a.py:correct] task.reward_weights=[0.2,1.0]``;
+the reward is the weighted sum (weights default to 1), and each function's own mean is logged per
+scored point and per round as ``rewards/<function name>/mean``. ``task.answer_fn`` (``fn(completion: str) -> str | None``) gives the vote key; without it the
 stripped completion is the key. A completion counts as solved when its reward is at least
 ``task.solved_at``. Functions are given as ``module.path:function`` or ``/path/file.py:function``.
 The function is called once on empty completions when the splits are made, so a wrong
@@ -41,7 +44,8 @@ class CustomConfig(DataConfig):
     test_split: str | None = None  # one file: support, probe and test are cut from it
     prompt_field: str = "prompt"  # the column shown to the model
     answer_field: str | None = None  # optional column kept as the reference answer (samples, logs)
-    reward_fn: str | None = None  # required: "module.path:function" or "/path/file.py:function"
+    reward_fn: Any = None  # required: "module.path:function" or "/path/file.py:function", or a list of them
+    reward_weights: list[float] | None = None  # one per reward function (None: each 1.0); the reward is the sum
     answer_fn: str | None = None  # optional vote key: fn(completion) -> str | None
     solved_at: float = 1.0  # reward at or above which a completion counts as solved
 
@@ -72,11 +76,49 @@ def load_function(spec: str, key: str) -> Callable:
     return fn
 
 
+@dataclass
+class RewardFunction:
+    """One of the task's reward functions, with its weight."""
+
+    name: str  # the function's name: rewards/<name>/mean in the logs
+    spec: str  # how the config names it, for messages
+    fn: Callable
+    weight: float
+    params: set[str]  # the keyword parameters it names
+    kwargs: bool  # whether it takes **kwargs
+
+
 def _accepts(fn: Callable) -> tuple[set[str], bool]:
     """Names of the keyword parameters of ``fn`` and whether it takes ``**kwargs``."""
     params = inspect.signature(fn).parameters.values()
     named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def reward_functions(specs: Any, weights: Any) -> list[RewardFunction]:
+    """``task.reward_fn`` (one spec or a list) with ``task.reward_weights``, loaded and checked."""
+    single = isinstance(specs, str)
+    specs = [specs] if single else list(specs or [])
+    if not specs or not all(isinstance(s, str) and s for s in specs):
+        raise ValueError("task.reward_fn is required for task=custom: 'module.path:function' or 'file.py:function', "
+                         "or a list of them")  # fmt: skip
+    if weights is None:
+        weights = [1.0] * len(specs)
+    weights = list(weights)
+    if len(weights) != len(specs):
+        raise ValueError(f"task.reward_weights={weights}: {len(weights)} weights for {len(specs)} reward functions; "
+                         "give one per task.reward_fn entry")  # fmt: skip
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in weights):
+        raise ValueError(f"task.reward_weights={weights}: every weight must be a finite number")
+    out: list[RewardFunction] = []
+    for i, (spec, weight) in enumerate(zip(specs, weights)):
+        key = "task.reward_fn" if single else f"task.reward_fn[{i}]"
+        fn = load_function(spec, key)
+        name = getattr(fn, "__name__", f"reward_{i}")
+        if name in {f.name for f in out}:  # the same name from two files: tell them apart by position
+            name = f"{name}_{i}"
+        out.append(RewardFunction(name, f"{key}={spec!r}", fn, float(weight), *_accepts(fn)))
+    return out
 
 
 @TASKS.register("custom")
@@ -88,15 +130,11 @@ class CustomTask(DatasetTask):
 
     def __init__(self, cfg: Any) -> None:
         super().__init__(cfg)
-        if not cfg.reward_fn:
-            raise ValueError("task.reward_fn is required for task=custom: 'module.path:function' or 'file.py:function'")
         self.prompt_field, self.answer_field = str(cfg.prompt_field), cfg.answer_field
-        self.reward_spec = f"task.reward_fn={cfg.reward_fn!r}"
-        self.reward_fn = load_function(cfg.reward_fn, "task.reward_fn")
+        self.reward_fns = reward_functions(cfg.reward_fn, cfg.reward_weights)
         self.answer_fn = load_function(cfg.answer_fn, "task.answer_fn") if cfg.answer_fn else None
         self.solved_at = float(cfg.solved_at)
-        self._params, self._kwargs = _accepts(self.reward_fn)
-        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], tuple[float, ...]] = OrderedDict()  # each function's reward
 
     def to_example(self, row: dict[str, Any]) -> Example:
         if self.prompt_field not in row:
@@ -117,46 +155,60 @@ class CustomTask(DatasetTask):
         answer = "" if not self.answer_field else str(row[self.answer_field])
         return Example(prompt=str(prompt), answer=answer, meta={"row": row})
 
-    def _call(self, completions: list[str], examples: list[Example], strict: bool = False) -> list[float]:
+    def _call(self, f: RewardFunction, completions: list[str], examples: list[Example],
+              strict: bool = False) -> list[float]:  # fmt: skip
         rows = [ex.meta["row"] for ex in examples]
         columns = {key: [row.get(key) for row in rows] for key in rows[0]} if rows else {}
         columns["prompts"] = [ex.prompt for ex in examples]
-        if not self._kwargs:
-            missing = self._params - set(columns) - {"completions"}
+        if not f.kwargs:
+            missing = f.params - set(columns) - {"completions"}
             if missing:
-                raise UserError(f"{self.reward_spec} asks for {sorted(missing)}, which are not columns of the data")
-            columns = {k: v for k, v in columns.items() if k in self._params}
+                raise UserError(f"{f.spec} asks for {sorted(missing)}, which are not columns of the data")
+            columns = {k: v for k, v in columns.items() if k in f.params}
         try:
-            out = self.reward_fn(completions=completions, **columns)
+            out = f.fn(completions=completions, **columns)
         except Exception as err:
-            raise UserError(f"{self.reward_spec} raised {type(err).__name__}: {err}") from err
-        return self._check(out, len(completions), strict)
+            raise UserError(f"{f.spec} raised {type(err).__name__}: {err}") from err
+        return self._check(f.spec, out, len(completions), strict)
 
-    def _check(self, out: Any, n: int, strict: bool) -> list[float]:
+    @staticmethod
+    def _check(spec: str, out: Any, n: int, strict: bool) -> list[float]:
         """The function's return as floats, or an error saying what is wrong with it.
 
         NaN and inf are errors in the pre-flight call (``strict``); during a run they pass
         through, and the evaluator scores that model as failed (corp.evaluate.contain_nonfinite)."""
         if isinstance(out, (str, bytes, dict)) or not hasattr(out, "__len__"):
-            raise UserError(f"{self.reward_spec} returned {type(out).__name__}; expected a list of {n} floats")
+            raise UserError(f"{spec} returned {type(out).__name__}; expected a list of {n} floats")
         if len(out) != n:
-            raise UserError(f"{self.reward_spec} returned {len(out)} rewards for {n} completions")
+            raise UserError(f"{spec} returned {len(out)} rewards for {n} completions")
         values = []
         for i, v in enumerate(out):
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or (strict and not math.isfinite(float(v))):
-                raise UserError(f"{self.reward_spec} returned {v!r} at index {i}; every reward must be a finite number")
+                raise UserError(f"{spec} returned {v!r} at index {i}; every reward must be a finite number")
             values.append(float(v))
         return values
 
-    def rewards(self, completions: list[str], examples: list[Example]) -> list[float]:
+    def _parts(self, completions: list[str], examples: list[Example]) -> list[tuple[float, ...]]:
+        """Each completion's reward from each function (cached: a completion seen before costs no call)."""
         keys = [(c, ex.prompt) for c, ex in zip(completions, examples, strict=True)]
         todo = [i for i, key in enumerate(keys) if key not in self._cache]
-        if todo:  # one call for everything not seen yet: the function may batch internally
-            for i, value in zip(todo, self._call([completions[i] for i in todo], [examples[i] for i in todo])):
-                self._cache[keys[i]] = value
+        if todo:  # one call per function for everything not seen yet: a function may batch internally
+            batch = [completions[i] for i in todo], [examples[i] for i in todo]
+            columns = [self._call(f, *batch) for f in self.reward_fns]
+            for i, values in zip(todo, zip(*columns)):
+                self._cache[keys[i]] = values
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return [self._cache[key] for key in keys]
+
+    def rewards(self, completions: list[str], examples: list[Example]) -> list[float]:
+        """The weighted sum of the functions' rewards."""
+        weights = [f.weight for f in self.reward_fns]
+        return [sum(w * v for w, v in zip(weights, values)) for values in self._parts(completions, examples)]
+
+    def reward_parts(self, completions: list[str], examples: list[Example]) -> dict[str, list[float]]:
+        parts = self._parts(completions, examples)
+        return {f.name: [values[j] for values in parts] for j, f in enumerate(self.reward_fns)}
 
     def reward(self, completion: str, example: Example) -> float:
         return self.rewards([completion], [example])[0]
@@ -175,5 +227,6 @@ class CustomTask(DatasetTask):
     def splits(self, sizes: dict[str, int], seed: int) -> dict[str, list[Example]]:
         out = super().splits(sizes, seed)
         probe = out["support"][:2]
-        self._call([""] * len(probe), probe, strict=True)  # a wrong signature or return fails now, not mid-run
+        for f in self.reward_fns:  # a wrong signature or return fails now, not mid-run
+            self._call(f, [""] * len(probe), probe, strict=True)
         return out
