@@ -31,7 +31,7 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 # (they may change when a run is continued), the sweep report (they never define a group) and
 # multirun folder names (left out of them).
 RESULT_NEUTRAL = ("resume", "logger", "output_dir", "trainer", "population", "log_samples", "export_model",
-                  "checkpoint_every_s")  # fmt: skip
+                  "push_to_hub", "checkpoint_every_s")  # fmt: skip
 
 
 def result_neutral(key: str) -> bool:
@@ -142,7 +142,13 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_dir: str = "outputs/runs/default"  # set from hydra's run/sweep dir in conf/config.yaml
     export_model: bool = True  # save_pretrained the consolidated model under <output_dir>/model
+    push_to_hub: str | None = None  # a hub repo id (user/name): upload model/ and its card there at the end
     log_samples: int = 8  # completions per split kept for the W&B table / samples file
+
+    def __post_init__(self) -> None:
+        if self.push_to_hub and not self.export_model:
+            raise ValueError(f"push_to_hub={self.push_to_hub!r} uploads model/, which export_model=false does not "
+                             "write; set export_model=true or push_to_hub=null")  # fmt: skip
 
 
 def slug(text: str) -> str:

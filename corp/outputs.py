@@ -1,14 +1,17 @@
 """What a finished run writes besides the scores it saved on the way, for every mode: results.json,
 samples.jsonl and the observers' ``RunEnded``; a training run also direction.json, the plots and the
-exported model. (config.json is written once, when the run starts.)"""
+exported model with its card (and, with ``push_to_hub``, its upload). (config.json is written once,
+when the run starts.)"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from corp.files import atomic_write_json
+from corp.model_card import push_to_hub, write_model_card
 from corp.models.loading import save_model
 from corp.observe.callbacks import RunEnded, SamplesReady
 from corp.provenance import example_id
@@ -17,6 +20,8 @@ from corp.results import Results
 from corp.scores import Scores
 from corp.scoring.scorer import Scorer
 from corp.session import Session
+
+log = logging.getLogger(__name__)
 
 
 def finish(
@@ -30,17 +35,21 @@ def finish(
     plots: list[Path] = []
     if results.mode == "train":
         p = typed.perturbation
-        atomic_write_json(out / "direction.json", {
+        direction = {
             "model": typed.model.name_or_path,
             "include": list(p.include),
             "exclude": list(p.exclude),
             "noise_mode": p.noise_mode,
             "perturbed_weights": s.space.dim,
             "direction": s.space.committed.to_json(),
-        })  # fmt: skip
+        }
+        atomic_write_json(out / "direction.json", direction)
         plots = draw_run_plots(out, data)  # from rounds.jsonl, which the loop's observers wrote
         if typed.export_model:
             save_model(s.model, s.tokenizer, s.space.centre_state(), typed.model.export_dtype, out / "model")
+            write_model_card(out / "model", results, direction, out)
+            if typed.push_to_hub:
+                log.info("model/ uploaded to the hub: %s", push_to_hub(out / "model", typed.push_to_hub))
     write_samples(out / "samples.jsonl", s.scorer, base, final)
     if "test" in final:
         rows = sample_rows(s.scorer, base["test"], final["test"])[: typed.log_samples]

@@ -15,7 +15,7 @@ LAYERS = [
     {"consolidate"},
     {"observe", "analyze"},
     {"config"},  # above observe: it stores the registered loggers' schemas
-    {"report"},
+    {"report", "model_card"},
     {"evaluate"},
     {"loop"},
     {"startup"},

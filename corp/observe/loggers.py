@@ -52,6 +52,7 @@ class WandbConfig:
     job_type: str | None = None  # null: the run's mode (train or eval)
     notes: str | None = None
     offline: bool | None = None  # null: offline unless a W&B API key is configured; sync later with `wandb sync`
+    log_model: bool = False  # true: also log model/ as an artifact (results.json and direction.json always are)
 
 
 @LOGGERS.register("wandb")
@@ -62,7 +63,9 @@ class WandbLogger(Callback):
     scalars are also in one table, ``rounds/metrics`` (a row per round), logged when the run ends. The
     summary holds the headline only (``test/accuracy``, ``test/base_accuracy``, ``test/gain``,
     ``probe/accuracy``, their standard errors), the budget and the throughput; the config is the run's
-    config."""
+    config. At the end ``results.json`` and ``direction.json`` are logged as an artifact (type
+    ``direction``: with the base model, the direction is the trained model), and with ``log_model``
+    the exported ``model/`` too (type ``model``; off by default, for its size)."""
 
     config_class = WandbConfig
 
@@ -173,8 +176,23 @@ class WandbLogger(Callback):
             rows = [self._round_rows[r] for r in sorted(self._round_rows)]
             self._log({"round": max(self._round_rows), "rounds/metrics": logged.table(rows)})
         self.run.summary.update(logged.headline(rec.results))
+        self._log_artifacts()
         if rec.plots:
             logged.log_images(self.run, rec.plots, self._last_round, self._log)
+
+    def _log_artifacts(self) -> None:
+        import wandb
+
+        files = [self.out / name for name in ("results.json", "direction.json") if (self.out / name).exists()]
+        if files:
+            art = wandb.Artifact(f"{self.run.id}-direction", type="direction")
+            for f in files:
+                art.add_file(str(f))
+            self.run.log_artifact(art)
+        if self.cfg.log_model and (self.out / "model").is_dir():
+            art = wandb.Artifact(f"{self.run.id}-model", type="model")
+            art.add_dir(str(self.out / "model"))
+            self.run.log_artifact(art)
 
     def finish(self, status: str) -> None:
         if self.run is not None:
