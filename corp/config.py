@@ -31,7 +31,7 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 # (they may change when a run is continued), the sweep report (they never define a group) and
 # multirun folder names (left out of them).
 RESULT_NEUTRAL = ("resume", "logger", "output_dir", "trainer", "population", "log_samples", "export_model",
-                  "push_to_hub", "checkpoint_every_s")  # fmt: skip
+                  "push_to_hub", "checkpoint_every_s", "paths", "print_config", "profile")  # fmt: skip
 
 
 def result_neutral(key: str) -> bool:
@@ -73,6 +73,14 @@ class PerturbationConfig:
             raise ValueError(f"perturbation.noise_cache_mb={self.noise_cache_mb!r}: must be >= 0 (0 disables)")
         if self.noise_mode not in NOISE_MODES:
             raise ValueError(f"perturbation.noise_mode={self.noise_mode!r}; allowed: {', '.join(NOISE_MODES)}")
+
+
+@dataclass
+class PathsConfig:
+    """``paths.*``, as lightning-hydra-template's: where outputs go."""
+
+    log_dir: str = "outputs"  # every run's and sweep's folder goes below it (runs/, multiruns/, smoke/, debug/)
+    output_dir: str = "${output_dir}"  # this run's folder, the same as output_dir (set that, or hydra.run.dir)
 
 
 @dataclass
@@ -136,6 +144,7 @@ class Config:
     perturbation: PerturbationConfig = field(default_factory=PerturbationConfig)
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     # name -> a registered logger's config (conf/logger/); several at once: logger=[wandb,csv]
     logger: dict[str, Any] = field(default_factory=dict)
@@ -144,6 +153,8 @@ class Config:
     export_model: bool = True  # save_pretrained the consolidated model under <output_dir>/model
     push_to_hub: str | None = None  # a hub repo id (user/name): upload model/ and its card there at the end
     log_samples: int = 8  # completions per split kept for the W&B table / samples file
+    print_config: bool = False  # print the composed config as a tree when the run starts
+    profile: bool = False  # save a torch.profiler trace of one population member (debug=profiler)
 
     def __post_init__(self) -> None:
         if self.push_to_hub and not self.export_model:
@@ -223,8 +234,11 @@ def sweep_name() -> str | None:
 
 def register_configs() -> None:
     """Put every schema in Hydra's ConfigStore and register the resolvers conf/ uses: ``run_dir``,
-    ``job_dirname`` and ``sweep_name`` (idempotent)."""
-    for name, resolver in (("run_dir", run_dir), ("job_dirname", _job_dirname), ("sweep_name", sweep_name)):
+    ``job_dirname``, ``sweep_name`` and ``config_groups`` (idempotent)."""
+    from corp.help import config_groups
+
+    for name, resolver in (("run_dir", run_dir), ("job_dirname", _job_dirname), ("sweep_name", sweep_name),
+                           ("config_groups", config_groups)):  # fmt: skip
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
     from corp.consolidate.base import OPERATORS
@@ -238,6 +252,7 @@ def register_configs() -> None:
     cs.store(name="model_schema", node=ModelConfig)
     cs.store(name="perturbation_schema", node=PerturbationConfig)
     cs.store(name="trainer_schema", node=TrainerConfig)
+    cs.store(name="paths_schema", node=PathsConfig)
     for registry in (TASKS, OPERATORS, LOGGERS):
         for name, schema in registry.schemas().items():
             cs.store(name=name, node=schema)

@@ -24,6 +24,7 @@ from lightning.fabric import Fabric
 from tqdm.auto import tqdm
 
 from corp.consolidate.base import Population
+from corp.debugging import MemberProfile
 from corp.observe.callbacks import Callbacks, PointScored
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
@@ -84,6 +85,7 @@ class Evaluator:
         self._free: set[tuple[str, str, str]] = set()  # points evaluated outside training: never charged
         self._candidates = 0  # candidate evaluations in this round (saved file names)
         self._bar: tqdm | None = None
+        self.profile = MemberProfile(None)  # profile=true: run.py points it at the run folder
 
     # -- single points ------------------------------------------------------------------
     def evaluation(self, split: str, label: str, direction: Direction | None = None) -> Scores:
@@ -223,7 +225,7 @@ class Evaluator:
 
         try:
             for member in bar:
-                with self.space.perturbed(pop.members[member]):
+                with self.space.perturbed(pop.members[member]), self.profile.member():
                     decoded = self.scorer.score(pop.split, pop.indices)
                 row, failed = self._contain(replace(decoded, completions=None), True)
                 scores.set(member, row)

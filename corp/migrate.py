@@ -42,7 +42,7 @@ def migrate_config(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` with every missing schema key at its default (existing keys and their order kept)."""
     out = json.loads(json.dumps(config))
     for dotted, value in flatten(schema_defaults(config)).items():
-        if dotted.startswith(("output_dir", "logger.")):  # where it wrote and how it was watched: not ours to fill
+        if dotted.startswith(("output_dir", "paths.", "logger.")):  # where it wrote and how it was watched: not ours
             continue
         *groups, leaf = dotted.split(".")
         node = out

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from corp.config import Config, to_plain, validate
 from corp.consolidate.base import Ensemble
 from corp.consolidate.vote import vote_accuracy
+from corp.debugging import config_tree
 from corp.errors import RunFailed, UserError
 from corp.files import atomic_write_json
 from corp.loop import RoundLoop
@@ -63,6 +64,8 @@ def run(cfg: DictConfig | Config, on_start: Callable[[Path], None] | None = None
         if on_start is not None:
             on_start(out)
         callbacks = Callbacks([RoundsLog(out / "rounds.jsonl"), ConsoleLog(), *loggers.callbacks])
+        if typed.print_config:
+            print(config_tree(to_plain(typed)))
 
     status = "failed"
     try:

@@ -13,6 +13,7 @@ from lightning.fabric import Fabric
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from corp.config import Config, to_plain
+from corp.debugging import MemberProfile
 from corp.evaluate import Evaluator, decode_totals
 from corp.models.loading import cache_root, load_model
 from corp.models.precision import compute_dtype, dtype_name, resolve_dtype, set_compute_dtype
@@ -68,6 +69,8 @@ class Session:
         if resumed:  # this run's own earlier scores: replaying them is not reuse
             store.load(out, source="resumed")
         evaluator = Evaluator(fabric, space, scorer, store, out, callbacks, typed.log_samples, typed.checkpoint_every_s)
+        if typed.profile and fabric.is_global_zero:
+            evaluator.profile = MemberProfile(out)
         return cls(typed, fabric, inputs, out, callbacks, start, model, tokenizer, space, scorer, evaluator, digest)
 
     @property

@@ -43,7 +43,7 @@ def build_loggers(typed: Config) -> Callbacks:
 # what a run writes into its folder (besides Hydra's log): removed when a fresh run is refused
 RUN_OUTPUTS = ("config.json", ".hydra", "results.json", "direction.json", "samples.jsonl", "rounds.jsonl", "plots",
                "model", "model.tmp", "checkpoints", "populations", "evals", "wandb", WANDB_RUN_FILE, "csv",
-               "tensorboard", "mlruns")  # fmt: skip
+               "tensorboard", "mlruns", "profiler")  # fmt: skip
 
 
 def remove_run_outputs(out: Path) -> None:

@@ -94,7 +94,7 @@ def test_cfg_job_resolve_prints_the_resolved_config():
 def test_help_lists_groups_and_keys_without_schema_entries():
     text = train("--help").stdout
     assert "gradient-free post-training" in text and "== Main keys" in text
-    assert "task: arithmetic, countdown" in text and "logger: " in text and "debug: smoke" in text
+    assert "task: arithmetic, countdown" in text and "logger: " in text and "debug: limit, profiler, smoke" in text
     assert "schema" not in text
     for line in ("python train.py ", "python train.py logger=", "python train.py task="):
         completion = train("-sc", "query=bash", env={"COMP_LINE": line}).stdout
