@@ -85,7 +85,7 @@ class Evaluator:
         self._free: set[tuple[str, str, str]] = set()  # points evaluated outside training: never charged
         self._candidates = 0  # candidate evaluations in this round (saved file names)
         self._bar: tqdm | None = None
-        self.profile = MemberProfile(None)  # profile=true: run.py points it at the run folder
+        self.profile = MemberProfile(None)  # profile=true: Session.build points it at the run folder
 
     # -- single points ------------------------------------------------------------------
     def evaluation(self, split: str, label: str, direction: Direction | None = None) -> Scores:
