@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from corp.config import validate
 from corp.models.loading import ModelConfig, load_model
+from corp.models.precision import set_compute_dtype
 from corp.perturb.direction import Direction
 from corp.perturb.noise import NoiseSource
 from corp.perturb.space import ParameterSpace
@@ -112,7 +113,8 @@ def test_exported_embedded_model_reproduces_the_test_accuracy(embedded_run):
     cfg = validate(compose_config([*SMOKE, "output_dir=/tmp/unused"]))
     task = build_task(cfg.task)
     splits = task.splits({s: getattr(cfg.task, f"{s}_size") for s in SPLITS}, cfg.task.data_seed)
-    model = AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers
+    model = AutoModelForCausalLM.from_pretrained(out / "model")  # plain transformers, float32 as exported
+    set_compute_dtype(model, getattr(torch, res["dtype"]))  # decoded as the run decoded it (bf16 where native)
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     tokenizer.padding_side = "left"
     decoded = Scorer(model, tokenizer, task, splits, cfg.model.chat_template, cfg.model.batch_size).score("test")
