@@ -20,6 +20,7 @@ from corp.consolidate.base import ConsolidationConfig
 from corp.errors import UserError
 from corp.models.loading import ModelConfig
 from corp.perturb.noise import NOISE_MODES
+from corp.racing import RacingConfig
 from corp.tasks.base import TaskConfig
 
 MODES = ("train", "eval")
@@ -133,7 +134,7 @@ class TrainerConfig:
 
 @dataclass
 class Config:
-    """The whole run. Groups: model, task, perturbation, consolidation, logger, trainer."""
+    """The whole run. Groups: model, task, perturbation, consolidation, racing, logger, trainer."""
 
     seed: int = 0  # member seeds, splits of support, everything random in the method
     mode: str = "train"  # train | eval (score eval.direction or eval.model, no training)
@@ -145,6 +146,7 @@ class Config:
     consolidation: ConsolidationConfig = field(default_factory=ConsolidationConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    racing: RacingConfig = field(default_factory=RacingConfig)  # which examples a population is decoded on
     eval: EvalConfig = field(default_factory=EvalConfig)
     # name -> a registered logger's config (conf/logger/); several at once: logger=[wandb,csv]
     logger: dict[str, Any] = field(default_factory=dict)
@@ -253,6 +255,7 @@ def register_configs() -> None:
     cs.store(name="perturbation_schema", node=PerturbationConfig)
     cs.store(name="trainer_schema", node=TrainerConfig)
     cs.store(name="paths_schema", node=PathsConfig)
+    cs.store(name="racing_schema", node=RacingConfig)
     for registry in (TASKS, OPERATORS, LOGGERS):
         for name, schema in registry.schemas().items():
             cs.store(name=name, node=schema)
@@ -313,7 +316,11 @@ def _check_cross_group(cfg: Config) -> None:
     if not cfg.checkpoint_every_s > 0:
         raise ValueError(f"checkpoint_every_s={cfg.checkpoint_every_s!r}: must be > 0 (seconds)")
 
-    build_operator(cfg)  # pure logic: raises ValueError naming the keys, costs nothing
+    operator = build_operator(cfg)  # pure logic: raises ValueError naming the keys, costs nothing
+    first = operator.propose(0) if cfg.racing.on and cfg.mode == "train" else None
+    if first is not None and first.keep is None:
+        raise ValueError(f"racing={cfg.racing.rule}: consolidation={cfg.consolidation.name} reads every member's "
+                         "full score; use racing=none")  # fmt: skip
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, Any]:

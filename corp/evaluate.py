@@ -28,6 +28,7 @@ from corp.debugging import MemberProfile
 from corp.observe.callbacks import Callbacks, PointScored
 from corp.perturb.direction import Direction
 from corp.perturb.space import ParameterSpace
+from corp.racing import Race, RacingConfig
 from corp.results import Budget
 from corp.scores import PopulationScores, Scores
 from corp.scoring.scorer import Scorer
@@ -73,8 +74,11 @@ class Evaluator:
         callbacks: Callbacks | None = None,
         samples: int = 0,
         checkpoint_every_s: float = 60.0,
+        racing: RacingConfig | None = None,
     ) -> None:
         self.fabric, self.space, self.scorer, self.store = fabric, space, scorer, store
+        self.racing = racing if racing is not None else RacingConfig()
+        self.race: Race | None = None  # the last population's race (the loop records it)
         self.output_dir = output_dir
         self.callbacks = callbacks if callbacks is not None and fabric.is_global_zero else Callbacks()
         self.samples = samples  # completions per member handed to observers
@@ -142,7 +146,8 @@ class Evaluator:
         identity, centre = self.store.identity(split, indices), self.space.committed
         key = (identity, direction_key(centre), direction_key(direction))
         hit = self.store.get(identity, centre, direction)
-        if hit is not None and (hit.completions is not None or not completions):
+        whole = hit is not None and not np.isnan(hit.rewards).any()  # a raced-out member's row is no whole point
+        if whole and (hit.completions is not None or not completions):
             return hit, key, False
         scores = None
         if self.fabric.is_global_zero:  # rank 0 decodes, every rank gets the same scores
@@ -172,50 +177,68 @@ class Evaluator:
         if scores.source == "loaded":
             self.budget.example_evals_reused += len(scores.rewards)
 
-    def _charge_member(self, scores: Scores) -> None:
-        """Budget a member as soon as this rank holds its scores, so that every observation record
-        carries the budget spent up to it."""
-        self.budget.members_scored += 1
-        self.budget.members_reused += scores.source == "loaded"
-        self._charge_examples(scores)
-
     # -- populations --------------------------------------------------------------------
     def population(self, pop: Population) -> PopulationScores:
-        """Every member on ``pop.split``, charged to the budget. Members already in the store are not
-        decoded again; the ranks take the rest round-robin and all-gather their rows."""
+        """Every member on ``pop.split``, charged to the budget, raced by ``racing`` (corp/racing.py):
+        the survivors are decoded block by block, and a member raced out keeps a partial row (NaN
+        where nothing was decoded). Examples already in the store are not decoded again; the ranks
+        take the rest round-robin and all-gather their entries."""
         identity, centre = self.store.identity(pop.split, pop.indices), self.space.committed
         n_examples = len(pop.indices) if pop.indices is not None else len(self.scorer.splits[pop.split])
         scores = PopulationScores.empty(len(pop), n_examples)
-        todo = []
+        loaded = np.zeros((len(pop), n_examples), dtype=bool)  # entries reused from another run's scores
         for i, member in enumerate(pop.members):
             hit = self.store.get(identity, centre, member)
-            if hit is None:
-                todo.append(i)
-                continue
-            scores.set(i, hit)
-            self._charge_member(hit)
-            self._observe_member(pop, i, hit, failed=False)
-        scores = self._decode_members(pop, todo, identity, scores)
-        for i in todo:
-            self.store.put(identity, centre, pop.members[i], scores.row(i))
+            if hit is not None:
+                scores.set(i, hit)
+                loaded[i] = scores.mask[i] & (hit.source == "loaded")
+                self._observe_member(pop, i, hit, failed=False)
+        self.race = race = Race(self.racing, len(pop), n_examples, pop.keep)
+        start = 0
+        for upto in race.points:  # racing=none: one block, the whole split
+            alive = np.flatnonzero(race.alive)
+            todo = [int(i) for i in alive if not scores.mask[i, :upto].all()]
+            block = (start, upto, loaded)
+            for i in set(alive.tolist()) - set(todo):  # held already: charged now
+                self._charge_member(i, block)
+            missing = [np.flatnonzero(~scores.mask[i, :upto]) for i in todo]
+            scores = self._decode_members(pop, todo, missing, identity, scores, block)
+            for i in todo:
+                self.store.put(identity, centre, pop.members[i], _copy(scores.row(i)))
+            race.decide(upto, scores.rewards)
+            start = upto
+        for i in np.flatnonzero(race.reach < n_examples):  # the operator sees what the race read
+            scores.truncate(i, int(race.reach[i]))
+        self.budget.members_reused += int(sum(loaded[i, : race.reach[i]].all() for i in range(len(pop))))
         return scores
+
+    def _charge_member(self, i: int, block: tuple[int, int, np.ndarray]) -> None:
+        """Budget member ``i``'s entries of the race's ``block`` (start, end, loaded entries) as soon as
+        this rank holds them, so that every observation record carries the budget spent up to it."""
+        start, end, loaded = block
+        self.budget.members_scored += start == 0
+        self.budget.example_evals += end - start
+        self.budget.example_evals_reused += int(loaded[i, start:end].sum())
 
     def partial_path(self, round_idx: int) -> Path:
         """Where this rank keeps the members of a round it has decoded so far."""
         return self.output_dir / "populations" / f"round_{round_idx:03d}.rank{self.fabric.global_rank}.partial.npz"
 
-    def _decode_members(self, pop: Population, todo: list[int], identity: str,
-                        scores: PopulationScores) -> PopulationScores:  # fmt: skip
-        """Decode members ``todo`` of ``pop`` into ``scores``, spread over the ranks; every rank gets
-        all rows.
+    def _decode_members(self, pop: Population, todo: list[int], missing: list[np.ndarray], identity: str,
+                        scores: PopulationScores, block: tuple[int, int, np.ndarray]) -> PopulationScores:  # fmt: skip
+        """Decode members ``todo`` of ``pop`` on their ``missing`` example positions into ``scores``,
+        spread over the ranks; every rank gets all entries. A member that fails (non-finite rewards)
+        fails its whole row, as in a full decode.
 
         Each rank saves the rows it has so far every ``checkpoint_every_s`` seconds, so a crash
         in a long population costs at most that much decoding."""
         rank, world = self.fabric.global_rank, self.fabric.world_size
-        mine = todo[rank::world]
-        bar = tqdm(mine, desc=f"round {self.round}: scoring {len(todo)} of {len(pop)} members on "
-                   f"{scores.rewards.shape[1]} {pop.split} examples",
-                   disable=not self.fabric.is_global_zero or not todo, leave=False, dynamic_ncols=True)  # fmt: skip
+        mine, positions = todo[rank::world], missing[rank::world]
+        n_examples = scores.rewards.shape[1]
+        decoding = max((len(p) for p in missing), default=0)
+        bar = tqdm(mine, desc=f"round {self.round}: scoring {len(todo)} of {len(pop)} members on {decoding} "
+                   f"{pop.split} examples", disable=not self.fabric.is_global_zero or not todo, leave=False,
+                   dynamic_ncols=True)  # fmt: skip
         done: list[int] = []
         last_save = time.monotonic()
 
@@ -224,14 +247,18 @@ class Evaluator:
                         PopulationScores.stack([scores.row(m) for m in done]), pop.split, pop.indices)  # fmt: skip
 
         try:
-            for member in bar:
+            for member, pos in zip(bar, positions):
+                indices = _split_indices(pop, pos, n_examples)
                 with self.space.perturbed(pop.members[member]), self.profile.member():
-                    decoded = self.scorer.score(pop.split, pop.indices)
+                    decoded = self.scorer.score(pop.split, indices)
                 row, failed = self._contain(replace(decoded, completions=None), True)
-                scores.set(member, row)
+                if failed:
+                    scores.set(member, Scores(np.zeros(n_examples), np.zeros(n_examples, dtype=bool)))
+                else:
+                    scores.set(member, row, pos)
                 done.append(member)
-                self._charge_member(row)
-                self._observe_member(pop, member, row, failed, decoded.completions)
+                self._charge_member(member, block)
+                self._observe_member(pop, member, row, failed, decoded.completions, indices)
                 bar.set_postfix(mean_reward=f"{row.mean_reward:.3f}")
                 if time.monotonic() - last_save >= self.checkpoint_every_s:
                     save_partial()
@@ -244,7 +271,7 @@ class Evaluator:
             scores = self._gather(scores)
             for member in todo:
                 if member not in mine:  # decoded by another rank: charged here once it arrives
-                    self._charge_member(scores.row(member))
+                    self._charge_member(member, block)
         return scores
 
     def _gather(self, scores: PopulationScores) -> PopulationScores:
@@ -257,14 +284,20 @@ class Evaluator:
                                        for r in range(world)])  # fmt: skip
 
     def _observe_member(self, pop: Population, i: int, scores: Scores, failed: bool,
-                        completions: list[str] | None = None) -> None:  # fmt: skip
+                        completions: list[str] | None = None, indices: np.ndarray | None = None) -> None:  # fmt: skip
+        """A ``PointScored`` for member ``i`` on the examples ``scores`` holds (split ``indices``; None:
+        the population's own)."""
         if not self.callbacks:
             return
+        decoded = ~np.isnan(scores.rewards)
+        if not decoded.all():  # a partial row from the store: what it holds
+            scores = Scores(scores.rewards[decoded], scores.correct[decoded], None, None, scores.source)
         samples = []
         if completions is not None and self.samples:
             examples = self.scorer.splits[pop.split]
-            order = pop.indices if pop.indices is not None else range(len(examples))
-            for k, j in enumerate(list(order)[: self.samples]):
+            if indices is None:
+                indices = pop.indices if pop.indices is not None else np.arange(len(examples))
+            for k, j in enumerate(list(indices)[: self.samples]):
                 samples.append({"prompt": examples[j].prompt, "answer": examples[j].answer,
                                 "completion": completions[k], "extracted": scores.answers[k],
                                 "reward": float(scores.rewards[k])})  # fmt: skip
@@ -272,3 +305,16 @@ class Evaluator:
                                          self.budget.example_evals, sigma=float(pop.sigmas[i]), failed=failed,
                                          replayed=scores.source == "resumed", samples=samples,
                                          parts=scores.part_means()))  # fmt: skip
+
+
+def _split_indices(pop: Population, positions: np.ndarray, n_examples: int) -> np.ndarray | None:
+    """The split indices of a population's example ``positions``; all of them: the population's own
+    (``None`` for the whole split), so an unraced member is decoded exactly as it always was."""
+    if len(positions) == n_examples:
+        return pop.indices
+    return positions if pop.indices is None else np.asarray(pop.indices)[positions]
+
+
+def _copy(row: Scores) -> Scores:
+    """A row the store keeps, detached from the population's matrices (a race truncates them)."""
+    return Scores(row.rewards.copy(), row.correct.copy(), list(row.answers), None, row.source)

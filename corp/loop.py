@@ -69,7 +69,9 @@ class RoundLoop:
                 self.space.commit(upd.step)
             self.budget.rounds = round_idx + 1
             self.budget.noise_draws = self.space.noise.draws
-            record = RoundRecord(round_idx, pop, scores, dict(upd.metrics), committed, centre, dict(upd.details))
+            raced = ev.race.observations() if pop is not None else ({}, {})  # empty unless the population raced
+            record = RoundRecord(round_idx, pop, scores, {**upd.metrics, **raced[0]}, committed, centre,
+                                 {**upd.details, **raced[1]})  # fmt: skip
             self.history.append(record)
             decoded = decode_totals(self.fabric, ev.scorer)
             draws = self.space.noise.draws - draws_before

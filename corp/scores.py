@@ -51,20 +51,22 @@ class Scores:
 class PopulationScores:
     """Members x examples reward and correctness matrices, with ``mask`` marking the entries decoded.
 
-    Entries not decoded hold NaN rewards, ``False`` and ``None`` answers. ``completions`` is kept for
-    whole-split evaluations only."""
+    Entries not decoded hold NaN rewards, ``False`` and ``None`` answers; a decoded reward is always
+    finite (``corp.evaluate.contain_nonfinite``), so a row's NaN marks what was not decoded. A member
+    raced out (corp/racing.py) keeps such a partial row. ``completions`` is kept for whole-split
+    evaluations only."""
 
     rewards: np.ndarray  # float64, members x examples
     correct: np.ndarray  # bool, members x examples
     answers: list[list[str | None]] | None = None  # members x examples, for votes (None: not extracted)
-    mask: np.ndarray | None = None  # bool, members x examples: decoded (None: every entry)
+    mask: np.ndarray | None = None  # bool, members x examples: decoded (None: every entry with a reward)
     completions: list[list[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.answers is None:
             self.answers = [[None] * self.rewards.shape[1] for _ in range(len(self.rewards))]
         if self.mask is None:
-            self.mask = np.ones(self.rewards.shape, dtype=bool)
+            self.mask = ~np.isnan(self.rewards)
 
     @classmethod
     def empty(cls, members: int, examples: int) -> PopulationScores:
@@ -73,7 +75,7 @@ class PopulationScores:
 
     @classmethod
     def stack(cls, rows: Sequence[Scores]) -> PopulationScores:
-        """Whole rows, one per member (completions kept when every row has them)."""
+        """One row per member, NaN where not decoded (completions kept when every row has them)."""
         completions = [list(r.completions) for r in rows] if all(r.completions is not None for r in rows) else None
         rewards = np.stack([np.asarray(r.rewards, dtype=np.float64) for r in rows])
         answers = [list(r.answers) if r.answers is not None else [None] * rewards.shape[1] for r in rows]
@@ -82,10 +84,22 @@ class PopulationScores:
     def __len__(self) -> int:
         return len(self.rewards)
 
-    def set(self, i: int, row: Scores) -> None:
-        """Member ``i``'s whole row."""
-        self.rewards[i], self.correct[i], self.mask[i] = row.rewards, row.correct, True
-        self.answers[i] = list(row.answers) if row.answers is not None else [None] * self.rewards.shape[1]
+    def set(self, i: int, row: Scores, positions: np.ndarray | None = None) -> None:
+        """Member ``i``'s entries at example ``positions`` from ``row`` (one value per position); without
+        ``positions``, ``row`` is whole-width and its entries with a reward are set (a partial row from
+        the store sets what it holds). Entries not named keep what they had."""
+        if positions is None:
+            positions = np.flatnonzero(~np.isnan(row.rewards))
+            row = Scores(row.rewards[positions], row.correct[positions],
+                         None if row.answers is None else [row.answers[k] for k in positions])  # fmt: skip
+        self.rewards[i, positions], self.correct[i, positions], self.mask[i, positions] = row.rewards, row.correct, True
+        for k, p in enumerate(positions):
+            self.answers[i][p] = row.answers[k] if row.answers is not None else None
+
+    def truncate(self, i: int, upto: int) -> None:
+        """Forget member ``i``'s entries from example ``upto`` on (what a race did not read)."""
+        self.rewards[i, upto:], self.correct[i, upto:], self.mask[i, upto:] = np.nan, False, False
+        self.answers[i][upto:] = [None] * (self.rewards.shape[1] - upto)
 
     def complete(self, i: int) -> bool:
         return bool(self.mask[i].all())
@@ -100,6 +114,12 @@ class PopulationScores:
         """Each member's mean reward over the examples it was decoded on (NaN: none)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.mask, self.rewards, 0.0).sum(axis=1) / self.mask.sum(axis=1)
+
+    @property
+    def selection_rewards(self) -> np.ndarray:
+        """What operators rank members by: the mean reward of a complete row, -inf for a member decoded
+        in part (raced out), so it never ranks above, or enters an elite before, one that finished."""
+        return np.where(self.mask.all(axis=1), self.mean_rewards, -np.inf)
 
     # -- the store's .npz arrays --------------------------------------------------------------
     def to_npz(self) -> dict[str, np.ndarray]:
@@ -120,7 +140,10 @@ class PopulationScores:
         completions = json.loads(str(data["completions"])) if "completions" in data.files else None
         if not (len(rewards) == len(correct) == len(answers)):
             raise ValueError("row counts disagree")
-        return cls(rewards, correct, answers, mask, completions)
+        if mask is not None:
+            rewards[~mask] = np.nan  # what was not decoded reads as such, whatever the file held there
+        return cls(rewards, correct, answers, mask if mask is not None else np.ones(rewards.shape, dtype=bool),
+                   completions)  # fmt: skip
 
     # -- across ranks -------------------------------------------------------------------------
     def to_tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -135,11 +158,12 @@ class PopulationScores:
 
     @classmethod
     def merge(cls, parts: Sequence[PopulationScores]) -> PopulationScores:
-        """One population from parts that each decoded some members (the ranks' shares): each entry
-        comes from the first part that decoded it."""
+        """One population from parts that each decoded some entries (the ranks' shares, perhaps of the
+        same member on different blocks of a race): each entry comes from the first part that decoded it."""
         out = cls.empty(*parts[0].rewards.shape)
         for part in parts:
-            for i in np.flatnonzero(part.mask.any(axis=1) & ~out.mask.any(axis=1)):
-                out.rewards[i], out.correct[i], out.mask[i] = part.rewards[i], part.correct[i], part.mask[i]
-                out.answers[i] = part.answers[i]
+            new = part.mask & ~out.mask
+            out.rewards[new], out.correct[new], out.mask[new] = part.rewards[new], part.correct[new], True
+            for i, k in zip(*np.nonzero(new)):
+                out.answers[i][k] = part.answers[i][k]
         return out

@@ -68,7 +68,8 @@ class Session:
             store.load(typed.population.load, exclude=out if typed.mode == "train" else None)
         if resumed:  # this run's own earlier scores: replaying them is not reuse
             store.load(out, source="resumed")
-        evaluator = Evaluator(fabric, space, scorer, store, out, callbacks, typed.log_samples, typed.checkpoint_every_s)
+        evaluator = Evaluator(fabric, space, scorer, store, out, callbacks, typed.log_samples, typed.checkpoint_every_s,
+                              typed.racing)  # fmt: skip
         if typed.profile and fabric.is_global_zero:
             evaluator.profile = MemberProfile(out)
         return cls(typed, fabric, inputs, out, callbacks, start, model, tokenizer, space, scorer, evaluator, digest)

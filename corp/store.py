@@ -53,7 +53,8 @@ def _digest(data: Any) -> str:
 
 
 class ScoreStore:
-    """An index of scored points: (identity, centre, direction) -> ``Scores``."""
+    """An index of scored points: (identity, centre, direction) -> ``Scores``. A row may be partial
+    (a member raced out, corp/racing.py): NaN rewards where an example was not decoded."""
 
     def __init__(
         self, context: dict[str, Any], splits: dict[str, list[Example]], legacy: Sequence[dict[str, Any]] = ()
@@ -125,7 +126,7 @@ class ScoreStore:
         if len(members) != len(scores):
             raise ValueError("row counts disagree")
         for i, member in enumerate(members):
-            if scores.complete(i):  # a member decoded in part is no score of the point on these examples
+            if scores.mask[i].any():  # a raced-out member's partial row: NaN where not decoded
                 self._rows.setdefault((identity, centre, direction_key(member)), scores.row(i, source))
         self.files_loaded += 1
 

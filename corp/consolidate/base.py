@@ -31,6 +31,9 @@ class Population:
     sigmas: np.ndarray  # the scale of each member's fresh noise
     split: str = "support"
     indices: np.ndarray | None = None  # subset of the split to score on (None: all)
+    # How many of the best members the operator reads in full; racing (corp/racing.py) may stop
+    # decoding the others. None: the operator reads every member, and the population is never raced.
+    keep: int | None = None
 
     def __len__(self) -> int:
         return len(self.members)

@@ -36,7 +36,7 @@ from corp.consolidate.checks import fail as _fail
 from corp.consolidate.counted import CountedEvaluate
 from corp.consolidate.observations import stage1_observations, stage2_observations
 from corp.consolidate.records import LineSearch, PooledTest, Refit, Stage1Record, Stage2Record
-from corp.consolidate.stage1 import Candidate, best_on_probe, best_sigma, candidate_grid, min_elite_size
+from corp.consolidate.stage1 import Candidate, best_on_probe, best_sigma, candidate_grid, elite_reach, min_elite_size
 from corp.consolidate.stage2 import (
     constructive_scores,
     ess_asked,
@@ -261,7 +261,9 @@ class CorpOperator(Operator):
     # -- the loop's interface ---------------------------------------------------------------
     def propose(self, round_idx: int) -> Population | None:
         if self.stage == "stage1":
-            return isotropic_population(self.seed, round_idx, self.population_size, self.sigmas, self.antithetic)
+            pop = isotropic_population(self.seed, round_idx, self.population_size, self.sigmas, self.antithetic)
+            pop.keep = elite_reach(self.population_size, self.cfg.quantiles)  # stage 2 reads every member
+            return pop
         if self.stage == "stage2":
             return local_population(
                 self.seed,
@@ -293,9 +295,10 @@ class CorpOperator(Operator):
     # -- stage 1 ----------------------------------------------------------------------------
     def _stage1(self, population: Population, scores: PopulationScores, evaluate: CountedEvaluate) -> Update:
         cfg = self.cfg
-        rewards = scores.mean_rewards.astype(np.float64)
+        rewards = scores.mean_rewards.astype(np.float64)  # observed; raced-out members over what was decoded
         matrix, basis = stack(population.members)
-        candidates, duplicates = self._candidates(matrix, basis, rewards, 1.0, cfg.scales, cfg.scale_unit)
+        selection = scores.selection_rewards.astype(np.float64)
+        candidates, duplicates = self._candidates(matrix, basis, selection, 1.0, cfg.scales, cfg.scale_unit)
         evaluate.prefetch([c.direction for c in candidates])  # all (q, beta) merges share the elite's seeds
         centre = self._centre_probe(evaluate)
         results = [evaluate(c.direction, "probe") for c in candidates]

@@ -80,14 +80,16 @@ class RandOptOperator(Operator):
     def propose(self, round_idx: int) -> Population | None:
         if round_idx:
             return None
-        return isotropic_population(self.seed, round_idx, self.size, self.sigmas, self.antithetic)
+        pop = isotropic_population(self.seed, round_idx, self.size, self.sigmas, self.antithetic)
+        pop.keep = max(self.cfg.vote_ks)  # the top K: the committed member and the vote's ensemble
+        return pop
 
     def update(
         self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate
     ) -> Update:
         if population is None or scores is None:
             return Update(None, {}, done=True)
-        rewards = scores.mean_rewards
+        rewards = scores.selection_rewards
         self.ranking, self.population = rank_members(rewards), population
         top = self.ranking[: max(self.cfg.vote_ks)]
         metrics: dict[str, Any] = {

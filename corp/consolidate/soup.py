@@ -66,14 +66,16 @@ class SoupOperator(Operator):
     def propose(self, round_idx: int) -> Population | None:
         if round_idx:
             return None
-        return isotropic_population(self.seed, round_idx, self.size, self.sigmas, self.antithetic)
+        pop = isotropic_population(self.seed, round_idx, self.size, self.sigmas, self.antithetic)
+        pop.keep = self.cfg.top_k  # the members averaged
+        return pop
 
     def update(
         self, round_idx: int, population: Population | None, scores: PopulationScores | None, evaluate: Evaluate
     ) -> Update:
         if population is None or scores is None:
             return Update(None, {}, done=True)
-        top = rank_members(scores.mean_rewards)[: self.cfg.top_k]
+        top = rank_members(scores.selection_rewards)[: self.cfg.top_k]
         members = [population.members[i] for i in top]
         mean = soup_direction(members)
         norm = mean.norm()

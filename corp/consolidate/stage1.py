@@ -29,6 +29,12 @@ def min_elite_size(n: int, q: float) -> int:
     return n - math.ceil(q * (n - 1) - 1e-9)
 
 
+def elite_reach(n: int, quantiles: list[float]) -> int:
+    """How many of the best members stage 1 reads in full (``Population.keep``, for racing): the
+    elite of the smallest quantile and the member below it, which the interpolated quantile reads too."""
+    return min(n, n - math.floor(min(quantiles) * (n - 1) + 1e-9))
+
+
 def elite_indices(rewards: np.ndarray, q: float) -> np.ndarray:
     """Sorted indices of members with reward >= the q-quantile (ties all enter).
 

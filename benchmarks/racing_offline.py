@@ -1,0 +1,135 @@
+"""Racing measured offline: replay race schedules on saved complete reward matrices (nothing is decoded).
+
+For each population with complete rows and each schedule, over many random example orders (a race
+decodes examples in split order, and a split is a random draw, so a random column order stands for
+another draw), it reports the share of member x example evaluations the race decodes, whether the
+raced top-1 has the full top-1's support score (equal or tied), the top-K overlap with the full
+ranking, and, for CoRP populations, stage 1's elite weights (cosine of w2 to the full run's, mean
+over the (q, beta) grid) and the chosen candidate's direction (cosine at the full run's best q, beta).
+Stage 1 runs through ``corp.consolidate.stage1.merge`` on the raced rewards: survivors' full means,
+-inf for dropped members, exactly what ``PopulationScores.selection_rewards`` hands the operator::
+
+    python benchmarks/score_archive.py unpack
+    python benchmarks/racing_offline.py                       # the committed support-32 populations
+    python benchmarks/racing_offline.py --runs <sweep folder> --orders 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from corp.consolidate.base import rank_members
+from corp.consolidate.stage1 import elite_reach, merge
+from corp.perturb.direction import Direction, stack
+from corp.racing import Race, RacingConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SCHEDULES = {
+    "halving 8": RacingConfig(rule="halving", first_block=8),
+    "halving 4": RacingConfig(rule="halving", first_block=4),
+    "paired 0.95, 8": RacingConfig(rule="paired", first_block=8, confidence=0.95),
+    "paired 0.99, 8": RacingConfig(rule="paired", first_block=8, confidence=0.99),
+    "paired 0.99, 4": RacingConfig(rule="paired", first_block=4, confidence=0.99),
+    "paired 0.999, 4": RacingConfig(rule="paired", first_block=4, confidence=0.999),
+}
+
+
+def race(cfg: RacingConfig, rewards: np.ndarray, keep: int) -> Race:
+    """Replay a race on a complete matrix (columns in the order the race decodes them)."""
+    r = Race(cfg, rewards.shape[0], rewards.shape[1], keep)
+    for upto in r.points:
+        r.decide(upto, rewards)
+    return r
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def stage1_weights(matrix, basis, rewards, q, beta) -> tuple[np.ndarray, np.ndarray]:
+    """w2 as a vector over all members, and the merged direction's coefficients."""
+    m = merge(matrix, basis, rewards, q, beta)
+    w = np.zeros(len(rewards))
+    w[m.elite] = m.weights
+    return w, m.weights @ matrix[m.elite]
+
+
+def populations(root: Path) -> list[tuple[str, Path]]:
+    """(label, run folder) of every run with a complete round-0 population below ``root``."""
+    out = []
+    for pop in sorted(root.rglob("populations/round_000.npz")):
+        run = pop.parent.parent
+        config = json.loads((run / "config.json").read_text())
+        name = config["consolidation"]["name"]
+        with np.load(pop) as data:
+            rows = data["rewards"].shape[0]
+        if name in ("randopt", "corp") and rows >= 32 and not np.isnan(np.load(pop)["rewards"]).any():
+            out.append((f"{config['task'].get('dataset') or config['task']['name']}/{name} N={rows} s{config['seed']}",
+                        run))  # fmt: skip
+    return out
+
+
+def measure(run: Path, orders: int) -> list[dict]:
+    config = json.loads((run / "config.json").read_text())
+    cons = config["consolidation"]
+    with np.load(run / "populations" / "round_000.npz") as data:
+        rewards = data["rewards"].astype(np.float64)
+        members = [Direction.from_json(m) for m in json.loads(str(data["members"]))]
+    n, e = rewards.shape
+    full = rewards.mean(axis=1)
+    corp = cons["name"] == "corp"
+    keep = elite_reach(n, cons["quantiles"]) if corp else max(cons["vote_ks"])
+    full_rank = rank_members(full)
+    grid = [(q, b) for q in cons["quantiles"] for b in cons["betas"]] if corp else []
+    if corp:
+        matrix, basis = stack(members)
+        line = json.loads((run / "rounds.jsonl").read_text().splitlines()[0])["metrics"]
+        chosen = grid.index((line["stage1/best_q"], line["stage1/best_beta"]))
+        full_w = [stage1_weights(matrix, basis, full, q, b) for q, b in grid]
+    rng = np.random.default_rng(0)
+    perms = [rng.permutation(e) for _ in range(orders)]
+    rows = []
+    for label, cfg in SCHEDULES.items():
+        spent, top1, overlap, wcos, dcos = [], [], [], [], []
+        for perm in perms:
+            r = race(cfg, rewards[:, perm], keep)
+            sel = np.where(r.alive, full, -np.inf)  # survivors' rows are complete: their full means
+            spent.append(r.decoded / (n * e))
+            ranked = rank_members(sel)
+            top1.append(full[ranked[0]] == full[full_rank[0]])
+            overlap.append(len(set(ranked[:keep]) & set(full_rank[:keep])) / keep)
+            if corp:
+                raced = [stage1_weights(matrix, basis, sel, q, b) for q, b in grid]
+                wcos.append(np.mean([cosine(a[0], f[0]) for a, f in zip(raced, full_w)]))
+                dcos.append(cosine(raced[chosen][1], full_w[chosen][1]))
+        rows.append({"schedule": label, "keep": keep, "decoded": np.mean(spent), "top1": np.mean(top1),
+                     "overlap": np.mean(overlap), "w2_cos": np.mean(wcos) if corp else None,
+                     "w2_cos_min": np.min(wcos) if corp else None,
+                     "chosen_cos": np.mean(dcos) if corp else None})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, nargs="*", default=[RESULTS / "compare", RESULTS / "n32"])
+    parser.add_argument("--orders", type=int, default=200)
+    args = parser.parse_args()
+    found = [p for root in args.runs for p in populations(root)]
+    if not found:
+        raise SystemExit("no complete populations found (run `python benchmarks/score_archive.py unpack` first)")
+    print("| population | schedule | keep | decoded | top-1 ties full | top-K overlap | w2 cosine (min) | chosen cosine |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, run in found:
+        for row in measure(run, args.orders):
+            w2 = "" if row["w2_cos"] is None else f"{row['w2_cos']:.3f} ({row['w2_cos_min']:.3f})"
+            ch = "" if row["chosen_cos"] is None else f"{row['chosen_cos']:.3f}"
+            print(f"| {label} | {row['schedule']} | {row['keep']} | {row['decoded']:.0%} | {row['top1']:.0%} | "
+                  f"{row['overlap']:.2f} | {w2} | {ch} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Racing (corp/racing.py): the schedule and its rules on synthetic reward matrices, the config's
+refusals, and on the tiny model: raced and full runs agree bitwise where both decoded, and a full
+run after a raced one decodes only what the race left out."""
+
+import json
+
+import numpy as np
+import pytest
+
+from corp.config import ConfigError, validate
+from corp.consolidate.base import rank_members
+from corp.consolidate.stage1 import elite_indices, elite_reach
+from corp.racing import Race, RacingConfig, decision_points, sign_test, survivors
+from corp.scores import PopulationScores
+from tests.conftest import ROOT, TINY_SIGMAS, compose_config, tiny_run
+
+
+def test_decision_points_grow_from_the_first_block_and_end_at_every_example():
+    assert decision_points(RacingConfig(rule="halving", first_block=8), 32) == [8, 16, 32]
+    assert decision_points(RacingConfig(rule="halving", first_block=8, growth=3.0), 128) == [8, 24, 72, 128]
+    assert decision_points(RacingConfig(rule="halving", first_block=40), 32) == [32]
+    assert decision_points(RacingConfig(), 32) == [32]  # rule none: one block
+
+
+def test_sign_test_counts_fixes_against_regressions():
+    rows = np.array([[1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0]], dtype=float)
+    p = sign_test(rows)
+    assert p[0, 1] == pytest.approx(1 / 32)  # 5 fixes, 0 regressions
+    assert p[1, 0] == 1.0
+    assert p[0, 2] == 1.0  # identical rows: nothing to tell them apart
+
+
+def test_halving_keeps_the_better_half_and_never_fewer_than_kept():
+    rewards = np.array([[1, 1], [0, 0], [1, 0], [0, 1], [0, 0], [1, 1]], dtype=float)
+    stay = survivors(RacingConfig(rule="halving"), rewards, keep=1)
+    assert stay.tolist() == [True, False, True, False, False, True]  # ties at 0.5 go to the lower index
+    assert survivors(RacingConfig(rule="halving"), rewards, keep=5).sum() == 5
+
+
+def test_paired_drops_a_member_only_when_keep_members_beat_it():
+    rng = np.random.default_rng(0)
+    strong = (rng.random((3, 16)) < 0.9).astype(float)
+    weak = np.zeros((1, 16))
+    rewards = np.vstack([strong, weak])
+    cfg = RacingConfig(rule="paired", confidence=0.99)
+    assert survivors(cfg, rewards, keep=3).tolist() == [True, True, True, False]  # beaten by all three
+    assert survivors(cfg, rewards, keep=4).all()  # keeps four: nothing may go
+    close = (rng.random((6, 16)) < 0.5).astype(float)
+    assert survivors(cfg, close, keep=1).sum() >= 2  # coin flips on 16 examples: no confident beats
+
+
+def test_paired_never_falls_below_the_floor():
+    rewards = np.array([[1] * 12, [1] * 11 + [0], [0] * 12, [0] * 12], dtype=float)
+    stay = survivors(RacingConfig(rule="paired", confidence=0.9, floor=3), rewards, keep=1)
+    assert stay.sum() == 3 and stay[:2].all()
+
+
+def test_a_race_records_what_it_read_and_the_survivors_of_each_stage():
+    rewards = np.tile(np.linspace(0, 1, 8)[:, None], (1, 32)).round()
+    race = Race(RacingConfig(rule="halving", first_block=8), 8, 32, keep=2)
+    for upto in race.points:
+        race.decide(upto, rewards)
+    assert [s["scored"] for s in race.stages] == [8, 4, 2] and race.alive.sum() == 2
+    assert race.decoded == 8 * 8 + 4 * 8 + 2 * 16
+    metrics, details = race.observations()
+    assert metrics["racing/examples_saved"] == 8 * 32 - race.decoded and details["racing/stages"] == race.stages
+    assert Race(RacingConfig(rule="halving"), 8, 32, keep=None).points == [32]  # the operator reads every member
+
+
+def test_raced_out_members_rank_last_and_stay_out_of_every_elite():
+    rewards = np.array([[1, 1, 0, 1], [1, np.nan, np.nan, np.nan], [0, 1, 0, 0], [1, 1, np.nan, np.nan],
+                        [0, 0, 1, 1]], dtype=float)  # fmt: skip
+    scores = PopulationScores(rewards, np.nan_to_num(rewards).astype(bool))
+    assert scores.mask.all(axis=1).tolist() == [True, False, True, False, True]
+    assert scores.mean_rewards.tolist() == [0.75, 1.0, 0.25, 1.0, 0.5]  # over what was decoded
+    assert rank_members(scores.selection_rewards).tolist()[:3] == [0, 4, 2]
+    # CoRP's reach: the survivors fill every quantile position its grid interpolates
+    assert elite_reach(32, [0.5, 0.66]) == 17 and elite_reach(8, [0.5]) == 5
+    full = np.arange(32, dtype=float)
+    raced = np.where(full >= 32 - elite_reach(32, [0.5, 0.66]), full, -np.inf)
+    for q in (0.5, 0.66):
+        assert elite_indices(raced, q).tolist() == elite_indices(full, q).tolist()
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    (["racing=halving", "consolidation=es"], "racing=halving: consolidation=es reads every member"),
+    (["racing.rule=fast"], "racing.rule='fast'"),
+    (["racing=paired", "racing.confidence=1.0"], "racing.confidence=1.0"),
+])  # fmt: skip
+def test_bad_racing_configs_are_refused_naming_the_key(override, named, tmp_path):
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(")):
+        validate(compose_config([f"output_dir={tmp_path}", *override]))
+
+
+RANDOPT = ["consolidation=randopt", "consolidation.vote_ks=[1,2]", "perturbation.population_size=8",
+           "task.support_size=8", "task.probe_size=2", "task.test_size=2", TINY_SIGMAS, "export_model=false",
+           "trainer.num_threads=1"]  # fmt: skip
+RACE = ["racing=halving", "racing.first_block=2"]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> list[str]:
+    """A task on which the tiny model's members get different, graded rewards."""
+    data = tmp_path_factory.mktemp("data") / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Say something about {i}."}) + "\n" for i in range(20)))
+    reward = ROOT / "tests" / "fixtures" / "signal_rewards.py"
+    return ["task=custom", f"task.data_files={data}", f"task.reward_fn={reward}:vowel_share",
+            "task.max_new_tokens=8", "task.solved_at=0.2", *RANDOPT]  # fmt: skip
+
+
+def _population(run) -> dict:
+    with np.load(run / "populations" / "round_000.npz") as data:
+        return {"rewards": data["rewards"], "answers": json.loads(str(data["answers"]))}
+
+
+@pytest.mark.slow
+def test_raced_and_full_runs_agree_and_a_full_run_decodes_only_what_the_race_left_out(tiny_model_dir, graded,
+                                                                                      tmp_path):  # fmt: skip
+    raced = tiny_run(tiny_model_dir, tmp_path / "raced", [*graded, *RACE], budget=[])
+    full = tiny_run(tiny_model_dir, tmp_path / "full", graded, budget=[])
+    r, f = _population(tmp_path / "raced"), _population(tmp_path / "full")
+    decoded = ~np.isnan(r["rewards"])
+    assert r["rewards"].shape == f["rewards"].shape == (8, 8)
+    assert 0 < decoded.sum() < decoded.size and decoded[:, :2].all()  # everyone on the first block, not all on all
+    assert len(np.unique(f["rewards"])) > 2  # graded rewards that tell members apart
+    assert np.array_equal(r["rewards"][decoded], f["rewards"][decoded])  # bitwise
+    assert all(r["answers"][i][k] == f["answers"][i][k] for i, k in zip(*np.nonzero(decoded)))
+    assert raced["budget"]["example_evals"] == decoded.sum() < full["budget"]["example_evals"]
+    assert raced["rounds"][0]["racing/examples_saved"] == decoded.size - decoded.sum()
+
+    rerun = tiny_run(tiny_model_dir, tmp_path / "rerun", [*graded, f"population.load={tmp_path / 'raced'}"],
+                     budget=[])  # fmt: skip
+    b = rerun["budget"]
+    assert b["example_evals"] == decoded.size and b["example_evals_reused"] == decoded.sum()  # decoded: the rest
+    assert np.array_equal(_population(tmp_path / "rerun")["rewards"], f["rewards"])
+    direction = [json.loads((tmp_path / run / "direction.json").read_text())["direction"] for run in ("rerun", "full")]
+    assert direction[0] == direction[1]  # the same member committed as by the full run
