@@ -172,3 +172,12 @@ def test_cli_bad_input_is_a_clear_error(run_dir, tmp_path, capsys, args, message
     paths = {"missing": tmp_path / "nope", "foreign": foreign, "run": run_dir, "empty": tmp_path / "empty"}
     assert analyze_main([a.format(**paths) for a in args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_raced_population_is_analysed_on_its_complete_rows_and_says_how_many():
+    pop = synthetic("planted", seed=1)
+    raced = pop.rewards.copy()
+    raced[::3, 8:] = np.nan  # every third member raced out after 8 examples
+    result = analyse(SavedPopulation(pop.path, 0, "support", pop.members, raced), FAST)
+    assert (result.members, result.partial) == (160, 80) and np.isfinite(result.mean_reward)
+    assert by_space(result)["seed"].detected  # the complete rows still carry the planted structure

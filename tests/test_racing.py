@@ -127,6 +127,8 @@ def test_raced_and_full_runs_agree_and_a_full_run_decodes_only_what_the_race_lef
     assert all(r["answers"][i][k] == f["answers"][i][k] for i, k in zip(*np.nonzero(decoded)))
     assert raced["budget"]["example_evals"] == decoded.sum() < full["budget"]["example_evals"]
     assert raced["rounds"][0]["racing/examples_saved"] == decoded.size - decoded.sum()
+    assert (tmp_path / "raced" / "plots" / "racing_survivors.png").exists()
+    assert not (tmp_path / "full" / "plots" / "racing_survivors.png").exists()
 
     rerun = tiny_run(tiny_model_dir, tmp_path / "rerun", [*graded, f"population.load={tmp_path / 'raced'}"],
                      budget=[])  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,16 @@ class SavedPopulation:
     round: int | None
     split: str
     members: list[Direction]  # relative to the round's centre
-    rewards: np.ndarray  # members x examples
+    rewards: np.ndarray  # members x examples; NaN where a raced-out member was not decoded (corp/racing.py)
 
     @property
     def mean_rewards(self) -> np.ndarray:
         return self.rewards.mean(axis=1)
+
+    def complete(self) -> SavedPopulation:
+        """The members decoded on every example (a race leaves the others partial)."""
+        keep = np.flatnonzero(~np.isnan(self.rewards).any(axis=1))
+        return replace(self, members=[self.members[i] for i in keep], rewards=self.rewards[keep])
 
 
 def load_population(path: Path) -> SavedPopulation:

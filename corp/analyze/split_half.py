@@ -102,7 +102,8 @@ class PopulationResult:
     file: str
     round: int | None
     split: str
-    members: int
+    members: int  # complete rows analysed
+    partial: int  # raced-out members left out (partial rows)
     examples: int
     mean_reward: float
     elite_size: int
@@ -302,8 +303,10 @@ def _one_thread():
 
 
 def analyse(pop: SavedPopulation, settings: Settings) -> PopulationResult:
-    """The split-half test on one population, in seed space and in behaviour space."""
+    """The split-half test on one population, in seed space and in behaviour space, on its complete
+    rows (a raced population's partial rows are left out and counted)."""
     settings.validate()
+    whole, pop = len(pop.members), pop.complete()
     n = len(pop.members)
     k = elite_size(n, settings.quantile)
     h = k // 2
@@ -314,6 +317,7 @@ def analyse(pop: SavedPopulation, settings: Settings) -> PopulationResult:
         round=pop.round,
         split=pop.split,
         members=n,
+        partial=whole - n,
         examples=int(pop.rewards.shape[1]),
         mean_reward=float(pop.rewards.mean()),
         elite_size=k,

@@ -36,7 +36,8 @@ def summary(results: list[PopulationResult], settings: Settings) -> str:
         where = f"round {pop.round}" if pop.round is not None else "population"
         out += [
             f"== {pop.file}",
-            f"{where}: {pop.members} members x {pop.examples} {pop.split} examples, mean reward {pop.mean_reward:.3f}",
+            f"{where}: {pop.members} members x {pop.examples} {pop.split} examples, mean reward {pop.mean_reward:.3f}"
+            + (f" (complete rows only: {pop.partial} raced-out members left out)" if pop.partial else ""),
             f"elite: top {pop.elite_size} by mean reward (quantile {settings.quantile}), halves of {pop.half_size}; "
             f"{settings.splits} splits; null: {settings.null_draws} draws x {settings.null_splits} splits; "
             "weights proportional to reward rank",

@@ -181,3 +181,19 @@ def population_by_round(
     ax.set_title("Population reward round by round")
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
+
+
+def racing_survivors(races: list[tuple[int, list[dict[str, int]]]], path: Path) -> Path:
+    """Members still decoded at each block of a raced population (corp/racing.py), one line per round."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for round_idx, stages in races:
+        ends = [0] + [s["examples"] for s in stages]
+        counts = [s["scored"] for s in stages]
+        ax.step(ends, [counts[0], *counts], where="pre", marker="o", linewidth=2, label=f"round {round_idx}")
+    ax.set_xlabel("examples decoded so far (blocks end at the markers)")
+    ax.set_ylabel("members decoded on the block")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.set_title("Racing: members decoded per block of examples")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

@@ -5,7 +5,7 @@
 Which plots a run gets depends on what it recorded: any population gives the reward
 distribution and reward vs sigma (and, over several rounds, reward per round); CoRP adds
 the elite's weights, the elite cloud's eigen-spectrum and the stage-1/stage-2 trajectory;
-RandOpt the vote accuracy against K.
+RandOpt the vote accuracy against K; a raced population the members decoded per block.
 """
 
 from __future__ import annotations
@@ -120,6 +120,11 @@ def _trajectory_plot(rounds: list[dict], results: dict, folder: Path) -> list[Pa
     return [plots.corp_trajectory(points, probe["base"], probe["final"], folder / "stage2_trajectory.png")]
 
 
+def _racing_plot(rounds: list[dict], folder: Path) -> list[Path]:
+    races = [(r["round"], r["details"]["racing/stages"]) for r in rounds if "racing/stages" in r.get("details", {})]
+    return [plots.racing_survivors(races, folder / "racing_survivors.png")] if races else []
+
+
 def _vote_plot(results: dict, folder: Path) -> list[Path]:
     vote = results.get("vote")
     if not vote:
@@ -151,6 +156,7 @@ def draw_run_plots(run_dir: Path, results: dict | None = None) -> list[Path]:
         lambda: _spectrum_plot(rounds, folder),
         lambda: _trajectory_plot(rounds, results, folder),
         lambda: _vote_plot(results, folder),
+        lambda: _racing_plot(rounds, folder),
     ]
     written: list[Path] = []
     for make in makers:
