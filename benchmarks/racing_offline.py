@@ -29,12 +29,13 @@ from corp.racing import Race, RacingConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCHEDULES = {
-    "halving 8": RacingConfig(rule="halving", first_block=8),
     "halving 4": RacingConfig(rule="halving", first_block=4),
+    "halving 8": RacingConfig(rule="halving", first_block=8),
+    "halving 16": RacingConfig(rule="halving", first_block=16),
+    "paired 0.9, 8": RacingConfig(rule="paired", first_block=8, confidence=0.9),
     "paired 0.95, 8": RacingConfig(rule="paired", first_block=8, confidence=0.95),
     "paired 0.99, 8": RacingConfig(rule="paired", first_block=8, confidence=0.99),
-    "paired 0.99, 4": RacingConfig(rule="paired", first_block=4, confidence=0.99),
-    "paired 0.999, 4": RacingConfig(rule="paired", first_block=4, confidence=0.999),
+    "paired 0.99, 16": RacingConfig(rule="paired", first_block=16, confidence=0.99),
 }
 
 
@@ -113,6 +114,25 @@ def measure(run: Path, orders: int) -> list[dict]:
     return rows
 
 
+def summary(results: list[tuple[str, dict]]) -> None:
+    """One line per (method, schedule): means over the populations, the worst population in brackets."""
+    print("| method | schedule | populations | keep | decoded | top-1 ties full (worst) | top-K overlap (worst) "
+          "| w2 cosine (worst order) | chosen cosine (worst) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for method in ("randopt", "corp"):
+        for schedule in SCHEDULES:
+            rows = [r for label, r in results if f"/{method} " in label and r["schedule"] == schedule]
+            if not rows:
+                continue
+            col = {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0] if k not in ("schedule",)}
+            corp = method == "corp"
+            w2 = f"{col['w2_cos'].mean():.3f} ({col['w2_cos_min'].min():.3f})" if corp else ""
+            ch = f"{col['chosen_cos'].mean():.3f} ({col['chosen_cos'].min():.3f})" if corp else ""
+            print(f"| {method} | {schedule} | {len(rows)} | {int(col['keep'][0])} | {col['decoded'].mean():.0%} | "
+                  f"{col['top1'].mean():.0%} ({col['top1'].min():.0%}) | {col['overlap'].mean():.2f} "
+                  f"({col['overlap'].min():.2f}) | {w2} | {ch} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="*", default=[RESULTS / "compare", RESULTS / "n32"])
@@ -121,14 +141,17 @@ def main() -> None:
     found = [p for root in args.runs for p in populations(root)]
     if not found:
         raise SystemExit("no complete populations found (run `python benchmarks/score_archive.py unpack` first)")
-    print("| population | schedule | keep | decoded | top-1 ties full | top-K overlap | w2 cosine (min) | chosen cosine |")
+    results = [(label, row) for label, run in found for row in measure(run, args.orders)]
+    summary(results)
+    print()
+    print("| population | schedule | keep | decoded | top-1 ties full | top-K overlap | w2 cosine (worst order) "
+          "| chosen cosine |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, run in found:
-        for row in measure(run, args.orders):
-            w2 = "" if row["w2_cos"] is None else f"{row['w2_cos']:.3f} ({row['w2_cos_min']:.3f})"
-            ch = "" if row["chosen_cos"] is None else f"{row['chosen_cos']:.3f}"
-            print(f"| {label} | {row['schedule']} | {row['keep']} | {row['decoded']:.0%} | {row['top1']:.0%} | "
-                  f"{row['overlap']:.2f} | {w2} | {ch} |")
+    for label, row in results:
+        w2 = "" if row["w2_cos"] is None else f"{row['w2_cos']:.3f} ({row['w2_cos_min']:.3f})"
+        ch = "" if row["chosen_cos"] is None else f"{row['chosen_cos']:.3f}"
+        print(f"| {label} | {row['schedule']} | {row['keep']} | {row['decoded']:.0%} | {row['top1']:.0%} | "
+              f"{row['overlap']:.2f} | {w2} | {ch} |")
 
 
 if __name__ == "__main__":
