@@ -67,8 +67,9 @@ def populations(root: Path) -> list[tuple[str, Path]]:
         config = json.loads((run / "config.json").read_text())
         name = config["consolidation"]["name"]
         with np.load(pop) as data:
-            rows = data["rewards"].shape[0]
-        if name in ("randopt", "corp") and rows >= 32 and not np.isnan(np.load(pop)["rewards"]).any():
+            rewards = data["rewards"]
+        rows = len(rewards)
+        if name in ("randopt", "corp") and rows >= 32 and not np.isnan(rewards).any():
             out.append((f"{config['task'].get('dataset') or config['task']['name']}/{name} N={rows} s{config['seed']}",
                         run))  # fmt: skip
     return out
@@ -116,8 +117,10 @@ def measure(run: Path, orders: int) -> list[dict]:
 
 def summary(results: list[tuple[str, dict]]) -> None:
     """One line per (method, schedule): means over the populations, the worst population in brackets."""
-    print("| method | schedule | populations | keep | decoded | top-1 ties full (worst) | top-K overlap (worst) "
-          "| w2 cosine (worst order) | chosen cosine (worst) |")
+    print(
+        "| method | schedule | populations | keep | decoded | top-1 ties full (worst) | top-K overlap (worst) "
+        "| w2 cosine (worst order) | chosen cosine (worst) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for method in ("randopt", "corp"):
         for schedule in SCHEDULES:
@@ -128,9 +131,11 @@ def summary(results: list[tuple[str, dict]]) -> None:
             corp = method == "corp"
             w2 = f"{col['w2_cos'].mean():.3f} ({col['w2_cos_min'].min():.3f})" if corp else ""
             ch = f"{col['chosen_cos'].mean():.3f} ({col['chosen_cos'].min():.3f})" if corp else ""
-            print(f"| {method} | {schedule} | {len(rows)} | {int(col['keep'][0])} | {col['decoded'].mean():.0%} | "
-                  f"{col['top1'].mean():.0%} ({col['top1'].min():.0%}) | {col['overlap'].mean():.2f} "
-                  f"({col['overlap'].min():.2f}) | {w2} | {ch} |")
+            print(
+                f"| {method} | {schedule} | {len(rows)} | {int(col['keep'][0])} | {col['decoded'].mean():.0%} | "
+                f"{col['top1'].mean():.0%} ({col['top1'].min():.0%}) | {col['overlap'].mean():.2f} "
+                f"({col['overlap'].min():.2f}) | {w2} | {ch} |"
+            )
 
 
 def main() -> None:
@@ -144,14 +149,18 @@ def main() -> None:
     results = [(label, row) for label, run in found for row in measure(run, args.orders)]
     summary(results)
     print()
-    print("| population | schedule | keep | decoded | top-1 ties full | top-K overlap | w2 cosine (worst order) "
-          "| chosen cosine |")
+    print(
+        "| population | schedule | keep | decoded | top-1 ties full | top-K overlap | w2 cosine (worst order) "
+        "| chosen cosine |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for label, row in results:
         w2 = "" if row["w2_cos"] is None else f"{row['w2_cos']:.3f} ({row['w2_cos_min']:.3f})"
         ch = "" if row["chosen_cos"] is None else f"{row['chosen_cos']:.3f}"
-        print(f"| {label} | {row['schedule']} | {row['keep']} | {row['decoded']:.0%} | {row['top1']:.0%} | "
-              f"{row['overlap']:.2f} | {w2} | {ch} |")
+        print(
+            f"| {label} | {row['schedule']} | {row['keep']} | {row['decoded']:.0%} | {row['top1']:.0%} | "
+            f"{row['overlap']:.2f} | {w2} | {ch} |"
+        )
 
 
 if __name__ == "__main__":
