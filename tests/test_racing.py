@@ -11,7 +11,7 @@ from corp.config import ConfigError, validate
 from corp.consolidate.base import rank_members
 from corp.consolidate.stage1 import elite_indices, elite_reach
 from corp.racing import Race, RacingConfig, decision_points, sign_test, survivors
-from corp.scores import PopulationScores
+from corp.scores import PopulationScores, Scores
 from tests.conftest import ROOT, TINY_SIGMAS, compose_config, tiny_run
 
 
@@ -80,6 +80,40 @@ def test_raced_out_members_rank_last_and_stay_out_of_every_elite():
     raced = np.where(full >= 32 - elite_reach(32, [0.5, 0.66]), full, -np.inf)
     for q in (0.5, 0.66):
         assert elite_indices(raced, q).tolist() == elite_indices(full, q).tolist()
+
+
+def raced_scores(full: np.ndarray, reach: list[int]) -> PopulationScores:
+    """``full`` with each member's row cut after ``reach[i]`` examples, as a race leaves it."""
+    rewards = full.astype(float).copy()
+    for i, t in enumerate(reach):
+        rewards[i, t:] = np.nan
+    return PopulationScores(rewards, np.nan_to_num(rewards).astype(bool), [["x"] * full.shape[1] for _ in full])
+
+
+def test_operators_choose_among_the_members_that_finished_the_race():
+    from corp.consolidate.corp import CorpConfig, CorpOperator
+    from corp.consolidate.randopt import RandOptConfig, RandOptOperator
+    from corp.consolidate.soup import SoupConfig, SoupOperator
+
+    full = np.array([[1, 1, 0, 0, 0, 0, 0, 0]] * 2 + [[1, 0, 1, 0, 1, 0, 1, 0]] * 6)
+    reach = [2, 2, 8, 8, 8, 8, 8, 8]  # members 0 and 1 raced out after 2 examples, both solved
+    randopt = RandOptOperator(RandOptConfig(vote_ks=[1, 2]), 8, [0.1], 0)
+    pop = randopt.propose(0)
+    assert pop.keep == 2
+    randopt.update(0, pop, raced_scores(full, reach), lambda *a: None)
+    assert randopt.ranking[:2].tolist() == [2, 3] and set(randopt.ranking[-2:]) == {0, 1}
+
+    probe = Scores(np.ones(4), np.ones(4, dtype=bool))
+    soup = SoupOperator(SoupConfig(top_k=3), 8, [0.1], 0)
+    upd = soup.update(0, soup.propose(0), raced_scores(full, reach), lambda *a: probe)
+    assert [row["member"] for row in upd.details["soup/top_members"]] == [2, 3, 4]
+
+    corp = CorpOperator(CorpConfig(quantiles=[0.5], stage2_rounds=0), 8, [0.1], 0, 8)
+    pop = corp.propose(0)
+    assert pop.keep == elite_reach(8, [0.5]) == 5
+    upd = corp.update(0, pop, raced_scores(full, [2, 2, 2, 8, 8, 8, 8, 8]), lambda *a: probe)
+    elite = {row["member"] for row in upd.details["stage1/elite_members"]}
+    assert elite == {3, 4, 5, 6, 7}  # every finisher, no raced-out member
 
 
 @pytest.mark.parametrize(("override", "named"), [
