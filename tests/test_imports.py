@@ -9,7 +9,7 @@ CORP = Path(__file__).resolve().parents[1] / "corp"
 
 # Bottom first; the same list, with what each layer is for, is in docs/architecture.md ("Layers").
 LAYERS = [
-    {"errors", "files", "scores", "registry", "debugging", "help"},
+    {"errors", "files", "scores", "registry", "debugging", "help", "racing"},
     {"perturb", "models", "tasks", "stats"},
     {"scoring", "store", "results", "provenance"},
     {"consolidate"},
