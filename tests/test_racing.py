@@ -10,8 +10,11 @@ import pytest
 from corp.config import ConfigError, validate
 from corp.consolidate.base import rank_members
 from corp.consolidate.stage1 import elite_indices, elite_reach
+from corp.perturb.direction import Direction
 from corp.racing import Race, RacingConfig, decision_points, sign_test, survivors
 from corp.scores import PopulationScores, Scores
+from corp.store import ScoreStore, save_scored
+from corp.tasks.base import Example
 from tests.conftest import ROOT, TINY_SIGMAS, compose_config, tiny_run
 
 
@@ -80,6 +83,31 @@ def test_raced_out_members_rank_last_and_stay_out_of_every_elite():
     raced = np.where(full >= 32 - elite_reach(32, [0.5, 0.66]), full, -np.inf)
     for q in (0.5, 0.66):
         assert elite_indices(raced, q).tolist() == elite_indices(full, q).tolist()
+
+
+def test_ranks_decoding_blocks_of_one_member_merge_entry_by_entry():
+    left, right = PopulationScores.empty(2, 4), PopulationScores.empty(2, 4)
+    left.set(0, Scores(np.array([1.0, 0.0]), np.array([True, False]), ["a", "b"]), np.array([0, 1]))
+    right.set(0, Scores(np.array([0.5, 1.0]), np.array([False, True]), ["c", "d"]), np.array([2, 3]))
+    right.set(1, Scores(np.array([0.25]), np.array([False]), ["e"]), np.array([0]))
+    merged = PopulationScores.merge([left, right])
+    assert merged.rewards[0].tolist() == [1.0, 0.0, 0.5, 1.0] and merged.answers[0] == ["a", "b", "c", "d"]
+    assert merged.mask[1].tolist() == [True, False, False, False] and merged.answers[1] == ["e", None, None, None]
+
+
+def test_a_partial_row_is_saved_and_loaded_as_partial_and_ranks_last(tmp_path):
+    splits = {"support": [Example(p, "1") for p in "abcd"]}
+    store, centre = ScoreStore({"task": {}}, splits), Direction.zero()
+    members = [Direction.from_seed(s, 0.1) for s in (1, 2, 3)]
+    scores = PopulationScores.empty(3, 4)
+    scores.set(0, Scores(np.ones(4), np.ones(4, dtype=bool), ["1"] * 4))
+    scores.set(1, Scores(np.array([0.0, 1.0]), np.array([False, True]), ["0", "1"]), np.array([0, 1]))
+    save_scored(tmp_path / "round_000.npz", store.identity("support"), centre, members, scores, "support")
+    assert store.load(tmp_path) == 2  # member 2 holds nothing: no row
+    partial = store.get(store.identity("support"), centre, members[1])
+    assert np.array_equal(partial.rewards, [0.0, 1.0, np.nan, np.nan], equal_nan=True)
+    reread = PopulationScores.stack([partial])
+    assert reread.mask.tolist() == [[True, True, False, False]] and reread.selection_rewards[0] == -np.inf
 
 
 def raced_scores(full: np.ndarray, reach: list[int]) -> PopulationScores:
