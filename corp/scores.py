@@ -116,6 +116,12 @@ class PopulationScores:
             return np.where(self.mask, self.rewards, 0.0).sum(axis=1) / self.mask.sum(axis=1)
 
     @property
+    def accuracies(self) -> np.ndarray:
+        """Each member's share of solved examples among those it was decoded on (NaN: none)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.correct & self.mask).sum(axis=1) / self.mask.sum(axis=1)
+
+    @property
     def selection_rewards(self) -> np.ndarray:
         """What operators rank members by: the mean reward of a complete row, -inf for a member decoded
         in part (raced out), so it never ranks above, or enters an elite before, one that finished."""

@@ -76,6 +76,7 @@ def test_raced_out_members_rank_last_and_stay_out_of_every_elite():
     scores = PopulationScores(rewards, np.nan_to_num(rewards).astype(bool))
     assert scores.mask.all(axis=1).tolist() == [True, False, True, False, True]
     assert scores.mean_rewards.tolist() == [0.75, 1.0, 0.25, 1.0, 0.5]  # over what was decoded
+    assert scores.accuracies.tolist() == [0.75, 1.0, 0.25, 1.0, 0.5]
     assert rank_members(scores.selection_rewards).tolist()[:3] == [0, 4, 2]
     # CoRP's reach: the survivors fill every quantile position its grid interpolates
     assert elite_reach(32, [0.5, 0.66]) == 17 and elite_reach(8, [0.5]) == 5

@@ -71,7 +71,7 @@ def population_entry(pop: Population, scores: PopulationScores) -> dict[str, Any
         seeds=[int(s) for s in pop.seeds],
         sigmas=[float(s) for s in pop.sigmas],
         mean_rewards=[float(r) for r in scores.mean_rewards],
-        accuracy=[float(a) for a in scores.correct.mean(axis=1)],
+        accuracy=[float(a) for a in scores.accuracies],  # a raced-out member: over what it was decoded on
         reward_by_sigma=reward_by_sigma(np.asarray(pop.sigmas), scores.mean_rewards),
     )
     return asdict(entry)
