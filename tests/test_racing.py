@@ -3,6 +3,8 @@ refusals, and on the tiny model: raced and full runs agree bitwise where both de
 run after a raced one decodes only what the race left out."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -200,3 +202,20 @@ def test_raced_and_full_runs_agree_and_a_full_run_decodes_only_what_the_race_lef
     assert np.array_equal(_population(tmp_path / "rerun")["rewards"], f["rewards"])
     direction = [json.loads((tmp_path / run / "direction.json").read_text())["direction"] for run in ("rerun", "full")]
     assert direction[0] == direction[1]  # the same member committed as by the full run
+
+
+@pytest.mark.slow
+def test_two_ranks_race_as_one(tiny_model_dir, graded, tmp_path):
+    """The ranks share each block's members and all-gather entry by entry: the same partial rows,
+    the same budget and the same committed member as one process."""
+    one = tiny_run(tiny_model_dir, tmp_path / "one", [*graded, *RACE], budget=[])
+    cmd = [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={tiny_model_dir}", "logger=csv",
+           f"hydra.run.dir={tmp_path / 'two'}", *graded, *RACE, "trainer.devices=2", "trainer.strategy=ddp"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r1, r2 = _population(tmp_path / "one")["rewards"], _population(tmp_path / "two")["rewards"]
+    assert np.isnan(r1).any() and np.array_equal(r1, r2, equal_nan=True)
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["budget"]["example_evals"] == one["budget"]["example_evals"] == (~np.isnan(r1)).sum()
+    direction = [json.loads((tmp_path / run / "direction.json").read_text())["direction"] for run in ("one", "two")]
+    assert direction[0] == direction[1]
