@@ -194,7 +194,7 @@ class Evaluator:
                 loaded[i] = scores.mask[i] & (hit.source == "loaded")
                 self._observe_member(pop, i, hit, failed=False)
         self.race = race = Race(self.racing, len(pop), n_examples, pop.keep)
-        start = 0
+        start, done = 0, []  # done: the members this rank has decoded, in order (its partial file)
         for upto in race.points:  # racing=none: one block, the whole split
             alive = np.flatnonzero(race.alive)
             todo = [int(i) for i in alive if not scores.mask[i, :upto].all()]
@@ -202,7 +202,7 @@ class Evaluator:
             for i in set(alive.tolist()) - set(todo):  # held already: charged now
                 self._charge_member(i, block)
             missing = [np.flatnonzero(~scores.mask[i, :upto]) for i in todo]
-            scores = self._decode_members(pop, todo, missing, identity, scores, block)
+            scores = self._decode_members(pop, todo, missing, identity, scores, block, done)
             for i in todo:
                 self.store.put(identity, centre, pop.members[i], _copy(scores.row(i)))
             race.decide(upto, scores.rewards)
@@ -225,13 +225,15 @@ class Evaluator:
         return self.output_dir / "populations" / f"round_{round_idx:03d}.rank{self.fabric.global_rank}.partial.npz"
 
     def _decode_members(self, pop: Population, todo: list[int], missing: list[np.ndarray], identity: str,
-                        scores: PopulationScores, block: tuple[int, int, np.ndarray]) -> PopulationScores:  # fmt: skip
+                        scores: PopulationScores, block: tuple[int, int, np.ndarray],
+                        done: list[int]) -> PopulationScores:  # fmt: skip
         """Decode members ``todo`` of ``pop`` on their ``missing`` example positions into ``scores``,
         spread over the ranks; every rank gets all entries. A member that fails (non-finite rewards)
         fails its whole row, as in a full decode.
 
-        Each rank saves the rows it has so far every ``checkpoint_every_s`` seconds, so a crash
-        in a long population costs at most that much decoding."""
+        Each rank saves the rows it has decoded so far in this population (``done``, earlier blocks
+        included) every ``checkpoint_every_s`` seconds, so a crash in a long population costs at most
+        that much decoding."""
         rank, world = self.fabric.global_rank, self.fabric.world_size
         mine, positions = todo[rank::world], missing[rank::world]
         n_examples = scores.rewards.shape[1]
@@ -239,7 +241,6 @@ class Evaluator:
         bar = tqdm(mine, desc=f"round {self.round}: scoring {len(todo)} of {len(pop)} members on {decoding} "
                    f"{pop.split} examples", disable=not self.fabric.is_global_zero or not todo, leave=False,
                    dynamic_ncols=True)  # fmt: skip
-        done: list[int] = []
         last_save = time.monotonic()
 
         def save_partial() -> None:
@@ -256,7 +257,8 @@ class Evaluator:
                     scores.set(member, Scores(np.zeros(n_examples), np.zeros(n_examples, dtype=bool)))
                 else:
                     scores.set(member, row, pos)
-                done.append(member)
+                if member not in done:
+                    done.append(member)
                 self._charge_member(member, block)
                 self._observe_member(pop, member, row, failed, decoded.completions, indices)
                 bar.set_postfix(mean_reward=f"{row.mean_reward:.3f}")
