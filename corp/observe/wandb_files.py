@@ -97,6 +97,7 @@ def _settle(paths: list[Path], quiet_s: float = 1.0, limit_s: float = 30.0) -> N
     """Wait until no file grows for ``quiet_s``: W&B's service outlives a process killed with -9 and
     may still be flushing the killed attempt's segment, which would otherwise be read half-written and
     then completed behind our back (its rows logged twice)."""
+
     def sizes() -> list[int]:
         return [p.stat().st_size if p.exists() else -1 for p in paths]
 
