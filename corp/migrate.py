@@ -8,7 +8,12 @@ For every run below ``<folder>`` (a ``config.json`` with a ``consolidation`` gro
 - ``config.json`` gains every key the schema has and the file lacks, at its default (what the
   run meant by leaving it out);
 - ``results.json`` gains ``mode`` (older files are training runs), ``dtype`` (the compute dtype
-  ``model.dtype`` resolved to on the run's accelerator) and ``throughput`` (``{}``: not measured).
+  ``model.dtype`` resolved to on the run's accelerator) and ``throughput`` (``{}``: not measured);
+- every score file (``*.npz`` with an identity, corp/store.py) keyed the way an earlier version
+  keyed it is re-keyed with today's identity of the same examples: before version 2 the identity
+  held the whole task config (split sizes and data seed too), and until now ``model.dtype=auto``
+  was written as ``auto`` instead of the dtype it resolved to. A packed benchmark sweep is
+  unpacked first and packed again after (``benchmarks/score_archive.py``).
 
 A file already in today's format is left byte for byte. ``--check`` changes nothing and exits with
 status 1 when some file would change. Bad input: one line, exit status 2.
@@ -18,9 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from corp.config import Config, flatten, to_plain
 from corp.files import atomic_write_json
@@ -68,6 +76,62 @@ def migrate_results(results: dict[str, Any], config: dict[str, Any]) -> dict[str
     return Results.from_json(filled).to_json()
 
 
+def run_splits(config: dict[str, Any]) -> dict[str, list]:
+    """The run's examples, rebuilt from its task config (no model needed)."""
+    from omegaconf import OmegaConf
+
+    from corp.tasks import TASKS, build_task
+    from corp.tasks.base import SPLITS
+
+    t = config["task"]
+    schema = TASKS[t["name"]].config_class
+    task = build_task(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), t)))
+    return task.splits({s: t[f"{s}_size"] for s in SPLITS}, t["data_seed"])
+
+
+def _contexts(config: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Today's store context of the run, and those earlier versions keyed the same scores with."""
+    from corp.store import store_context
+
+    batch = config["model"]["batch_size"]
+    if batch is None or batch < 1:
+        raise ValueError("model.batch_size was picked from free memory: the identity cannot be rebuilt")
+    now = store_context(config, _dtype(config), batch)
+    older = [{**now, "model": {**now["model"], "dtype": config["model"]["dtype"]}}]  # "auto" as written
+    for ctx in list(older) + [now]:
+        whole = {k: v for k, v in ctx.items() if k != "version"}
+        older.append({**whole, "task": config["task"]})  # version 1: the whole task config
+    return now, [c for c in older if c != now]
+
+
+def migrate_scores(run: Path, config: dict[str, Any], write: bool = True) -> list[Path]:
+    """Re-key ``run``'s score files saved under an earlier identity; returns those that changed."""
+    from corp.store import split_identity
+
+    files = sorted(f for f in run.rglob("*.npz") if not f.name.endswith(".tmp.npz"))
+    if not files:
+        return []
+    now, older = _contexts(config)
+    splits, changed = run_splits(config), []
+    for file in files:
+        with np.load(file, allow_pickle=False) as data:
+            if "identity" not in data.files:
+                continue
+            arrays = {k: data[k] for k in data.files}
+        split, indices = str(arrays["split"]), arrays["indices"].tolist() or None
+        if split not in splits or str(arrays["identity"]) == split_identity(now, splits[split], indices):
+            continue
+        if not any(str(arrays["identity"]) == split_identity(c, splits[split], indices) for c in older):
+            continue  # another run's examples or settings: not ours to re-key
+        changed.append(file)
+        if write:
+            arrays["identity"] = np.array(split_identity(now, splits[split], indices))
+            tmp = file.with_name(file.stem + ".tmp.npz")
+            np.savez_compressed(tmp, **arrays)
+            os.replace(tmp, file)
+    return changed
+
+
 def run_folders(folder: Path) -> list[Path]:
     found = []
     for cfg in sorted(folder.rglob("config.json")):
@@ -99,6 +163,7 @@ def migrate(folder: Path, write: bool = True) -> list[Path]:
                 changed.append(path)
                 if write:
                     atomic_write_json(path, new)
+        changed += migrate_scores(run, new_config, write)
     return changed
 
 

@@ -7,7 +7,6 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lightning.fabric import Fabric
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -25,8 +24,8 @@ from corp.results import Throughput
 from corp.scores import Scores
 from corp.scoring.scorer import Scorer
 from corp.startup import Inputs
-from corp.store import ScoreStore
-from corp.tasks.base import EXAMPLE_SELECTION, SPLITS
+from corp.store import ScoreStore, store_context
+from corp.tasks.base import SPLITS
 
 log = logging.getLogger("corp.run")
 
@@ -62,8 +61,8 @@ class Session:
         log.info("model %s: %.1fM perturbed weights in %d tensors; task %s: %s", typed.model.name_or_path,
                  space.dim / 1e6, len(space.params), inputs.task.name,
                  ", ".join(f"{s}={len(v)}" for s, v in inputs.splits.items()))  # fmt: skip
-        context, legacy = _store_contexts(typed, scorer)
-        store = ScoreStore(context, inputs.splits, legacy=[legacy])
+        context = store_context(to_plain(typed), dtype_name(compute_dtype(model)), scorer.batch_size)
+        store = ScoreStore(context, inputs.splits)
         if typed.population.load:  # first, so that points this run took from others stay counted as reused
             store.load(typed.population.load, exclude=out if typed.mode == "train" else None)
         if resumed:  # this run's own earlier scores: replaying them is not reuse
@@ -100,30 +99,3 @@ class Session:
             tokens_per_s=tokens / decode_s if decode_s > 0 else 0.0,
             decode_share=decode_s / (seconds * self.fabric.world_size) if seconds > 0 else 0.0,
         )
-
-
-def _store_contexts(typed: Config, scorer: Scorer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What, besides the examples, decides a model point's scores (see corp.store); and the context
-    scores were keyed with before the store keyed on examples (the whole task config), so that
-    those saved files stay readable."""
-    p = typed.perturbation
-    task = to_plain(typed.task)
-    context = {
-        "model": {
-            "name_or_path": typed.model.name_or_path,
-            "dtype": _store_dtype(typed.model.dtype, scorer.model),
-            "chat_template": typed.model.chat_template,
-        },
-        "batch_size": scorer.batch_size,  # left padding can flip rare greedy ties
-        "noise": {"mode": p.noise_mode, "include": list(p.include), "exclude": list(p.exclude)},
-    }
-    current = {**context, "task": {k: v for k, v in task.items() if k not in EXAMPLE_SELECTION}, "version": 2}
-    return current, {**context, "task": task}
-
-
-def _store_dtype(name: str, model) -> str:
-    """The dtype scores were decoded in. ``auto`` is kept where it still means what it meant
-    when scores were first saved (fp32 on CPU, bf16 on CUDA), so those saved scores stay valid."""
-    used = dtype_name(compute_dtype(model))
-    legacy = "bfloat16" if model.device.type == "cuda" else "float32"
-    return "auto" if name == "auto" and used == legacy else used

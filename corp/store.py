@@ -34,7 +34,7 @@ import numpy as np
 
 from corp.perturb.direction import Direction
 from corp.scores import PopulationScores, Scores
-from corp.tasks.base import Example
+from corp.tasks.base import EXAMPLE_SELECTION, Example
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +48,42 @@ def direction_key(direction: Direction) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
+def store_context(config: dict[str, Any], dtype: str, batch_size: int) -> dict[str, Any]:
+    """What, besides the examples, decides a model point's scores, from a run's plain config (as
+    ``config.json`` holds it), the dtype it decodes in and its scorer's batch size."""
+    p = config["perturbation"]
+    return {
+        "model": {
+            "name_or_path": config["model"]["name_or_path"],
+            "dtype": dtype,
+            "chat_template": config["model"]["chat_template"],
+        },
+        "batch_size": batch_size,  # left padding can flip rare greedy ties
+        "noise": {"mode": p["noise_mode"], "include": list(p["include"]), "exclude": list(p["exclude"])},
+        "task": {k: v for k, v in config["task"].items() if k not in EXAMPLE_SELECTION},
+        "version": 2,
+    }
+
+
 def _digest(data: Any) -> str:
     return hashlib.blake2b(json.dumps(data, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+
+def split_identity(context: dict[str, Any], examples: list[Example], indices: Sequence[int] | None = None) -> str:
+    """The identity of scores on ``examples`` (or the subset ``indices``) under ``context``."""
+    chosen = examples if indices is None else [examples[i] for i in indices]
+    return _digest([_digest(context), [[ex.prompt, ex.answer] for ex in chosen]])
 
 
 class ScoreStore:
     """An index of scored points: (identity, centre, direction) -> ``Scores``. A row may be partial
     (a member raced out, corp/racing.py): NaN rewards where an example was not decoded."""
 
-    def __init__(
-        self, context: dict[str, Any], splits: dict[str, list[Example]], legacy: Sequence[dict[str, Any]] = ()
-    ) -> None:
-        """``legacy``: contexts earlier versions keyed the same scores with; files saved under them
-        stay readable (a lookup tries the current identity first)."""
-        self.context_digest = _digest(context)
-        self._legacy_digests = [_digest(c) for c in legacy]
+    def __init__(self, context: dict[str, Any], splits: dict[str, list[Example]]) -> None:
+        self.context = context
         self.splits = splits
         self._rows: dict[tuple[str, str, str], Scores] = {}
         self._identities: dict[tuple[str, tuple | None], str] = {}
-        self._aliases: dict[str, list[str]] = {}  # identity -> legacy identities of the same examples
         self.files_loaded = 0
 
     def __len__(self) -> int:
@@ -76,21 +93,11 @@ class ScoreStore:
         """Digest of the run context and the exact examples of ``split`` (or its subset)."""
         key = (split, None if indices is None else tuple(int(i) for i in indices))
         if key not in self._identities:
-            examples = self.splits[split]
-            chosen = examples if indices is None else [examples[i] for i in key[1]]
-            content = [[ex.prompt, ex.answer] for ex in chosen]
-            identity = _digest([self.context_digest, content])
-            self._identities[key] = identity
-            self._aliases[identity] = [_digest([d, content]) for d in self._legacy_digests]
+            self._identities[key] = split_identity(self.context, self.splits[split], key[1])
         return self._identities[key]
 
     def get(self, identity: str, centre: Direction, direction: Direction) -> Scores | None:
-        keys = direction_key(centre), direction_key(direction)
-        for name in (identity, *self._aliases.get(identity, ())):
-            row = self._rows.get((name, *keys))
-            if row is not None:
-                return row
-        return None
+        return self._rows.get((identity, direction_key(centre), direction_key(direction)))
 
     def put(self, identity: str, centre: Direction, direction: Direction, scored: Scores) -> None:
         self._rows[(identity, direction_key(centre), direction_key(direction))] = scored

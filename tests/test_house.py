@@ -9,31 +9,48 @@ from conftest import TINY_BUDGET, TINY_SIGMAS, compose_config, tiny_run
 
 from corp.config import RESULT_NEUTRAL, ConfigError, result_neutral, to_plain, validate
 from corp.migrate import main as migrate_main
+from corp.migrate import run_splits
 from corp.perturb.direction import Direction
 from corp.results import Budget, Committed, Results, SplitResult, Throughput, Vote
 from corp.scores import PopulationScores, Scores
 from corp.startup import build_fabric, check_resume
-from corp.store import ScoreStore, direction_key, save_scored
-from corp.tasks.base import Example
+from corp.store import ScoreStore, direction_key, save_scored, split_identity, store_context
 
 
 # -- the score store keys on the examples --------------------------------------------------------
-def test_scores_saved_under_the_legacy_context_are_found_under_the_current_one(tmp_path):
-    splits = {"support": [Example(p, "1") for p in "abc"]}
-    old = ScoreStore({"task": {"probe_size": 8}}, splits)
-    centre, member = Direction.zero(), Direction.from_seed(4, 0.1)
-    row = Scores(np.array([1.0, 0.0, 1.0]), np.array([True, False, True]), ["1", None, "1"])
-    save_scored(
-        tmp_path / "old.npz", old.identity("support"), centre, [member], PopulationScores.stack([row]), "support"
+def test_migrate_rekeys_score_files_of_earlier_versions(tmp_path):
+    """Scores saved under an earlier identity (the whole task config, ``auto`` as the dtype) are
+    re-keyed once by ``corp.migrate``; a run then finds them under today's identity, and a file of
+    other examples is left alone."""
+    config = to_plain(
+        validate(
+            compose_config([f"output_dir={tmp_path}", "task.support_size=4", "task.probe_size=2", "task.test_size=2"])
+        )
     )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(config))
+    splits = run_splits(config)
+    older = {k: v for k, v in store_context(config, "auto", 64).items() if k != "version"}
+    older["task"] = config["task"]
+    centre, member = Direction.zero(), Direction.from_seed(4, 0.1)
+    row = PopulationScores.stack(
+        [Scores(np.array([1.0, 0.0, 1.0, 0.0]), np.array([True, False, True, False]), ["1", None, "1", None])]
+    )
+    save_scored(run / "populations" / "round_000.npz", split_identity(older, splits["support"]), centre, [member],
+                row, "support")  # fmt: skip
+    foreign = split_identity({**older, "batch_size": 8}, splits["support"])
+    save_scored(run / "evals" / "other.npz", foreign, centre, [member], row, "support")
 
-    new = ScoreStore({"task": {}}, splits, legacy=[{"task": {"probe_size": 8}}])
-    assert new.identity("support") != old.identity("support")
-    assert new.load(tmp_path) == 1
-    assert new.get(new.identity("support"), centre, member).rewards.tolist() == [1.0, 0.0, 1.0]
-    other = ScoreStore({"task": {}}, splits, legacy=[{"task": {"probe_size": 16}}])
-    other.load(tmp_path)
-    assert other.get(other.identity("support"), centre, member) is None  # a different legacy context
+    now = ScoreStore(store_context(config, "float32", 64), splits)
+    assert now.load(run) == 2 and now.get(now.identity("support"), centre, member) is None
+    assert migrate_main([str(run)]) == 0
+    assert migrate_main([str(run), "--check"]) == 0  # once is enough
+    now = ScoreStore(store_context(config, "float32", 64), splits)
+    now.load(run)
+    assert now.get(now.identity("support"), centre, member).rewards.tolist() == [1.0, 0.0, 1.0, 0.0]
+    with np.load(run / "evals" / "other.npz") as data:
+        assert str(data["identity"]) == foreign
 
 
 def test_a_larger_probe_split_reuses_every_support_member(tiny_model_dir, tmp_path):
