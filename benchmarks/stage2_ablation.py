@@ -8,7 +8,8 @@ default, the published semantics, the pooled sign test), per task and seed, on t
 and ``ablation/<task>/<variant>``; ``--set n32`` reads ``n32/<task>`` and ``ablation_n32/<task>/<variant>``.
 ``--commands NAME TASK_OVERRIDES...`` prints the commands that make a task's variants from the saved scores
 of its comparison runs (every member and base evaluation is reused; each variant decodes only its own
-candidates, stage-2 members and final evaluations). NAME is the task's folder under the set. Add
+candidates, stage-2 members and final evaluations; ``model.dtype=float32``, the dtype every committed
+population was scored in, keeps that true on a host where ``auto`` means bf16). NAME is the task's folder under the set. Add
 ``consolidation.split_seed=0`` to the overrides when the comparison's CoRP runs were made before stage 2's
 split followed the run seed (the N = 8 set has it already). The N = 8 "published stage 2" rows made
 before ``local_sampler`` existed applied sqrt(lambda) twice; remove them before making them again
@@ -80,7 +81,7 @@ def commands(name: str, task: str, overrides: list[str]) -> None:
     for folder, variant in VARIANTS.values():
         if folder is None:
             continue
-        words = [f"experiment=compare perturbation.population_size={population} trainer.num_threads=2", " ".join(overrides),
+        words = [f"experiment=compare perturbation.population_size={population} trainer.num_threads=2 model.dtype=float32", " ".join(overrides),
                  f"hydra.sweeper.params.task={group} hydra.sweeper.params.consolidation=corp",
                  f"population.load=$R/{runs_at.format(task=task)}", extra, variant,
                  f"hydra.sweep.dir=$R/{ablation.format(task=task)}/{folder}"]  # fmt: skip
