@@ -94,12 +94,14 @@ ARCHIVE, MANIFEST = "scores.tar.xz", "scores.sha256"
 PACKED = ("populations", "evals", "checkpoints")
 # Every sweep folder's archive of saved scores and checkpoints, and how many files it restores.
 ARCHIVES = {
+    "ablation_n32/arithmetic/stage1_only": 18,
     "compare/arithmetic": 228,
     "compare/countdown": 244,
     "compare/letter_counting": 202,
-    "n32/arithmetic": 130,
+    "n32/arithmetic": 209,
     "n32/countdown": 107,
     "n32/letter_counting": 101,
+    "n32/needle_haystack": 171,
     "probe200/arithmetic": 125,
 }
 
