@@ -75,7 +75,7 @@ def table(root: Path, name: str) -> None:
 
 
 def commands(name: str, task: str, overrides: list[str]) -> None:
-    runs_at, ablation, population, extra = SETS[name]
+    _, ablation, population, extra = SETS[name]
     group = next((o.split("=", 1)[1] for o in overrides if o.startswith("task=")), task)
     print("R=benchmarks/results")
     for folder, variant in VARIANTS.values():
@@ -83,7 +83,7 @@ def commands(name: str, task: str, overrides: list[str]) -> None:
             continue
         words = [f"experiment=compare perturbation.population_size={population} trainer.num_threads=2 model.dtype=float32", " ".join(overrides),
                  f"hydra.sweeper.params.task={group} hydra.sweeper.params.consolidation=corp",
-                 f"population.load=$R/{runs_at.format(task=task)}", extra, variant,
+                 "population.load=$R", extra, variant,  # every saved score: the base's evaluations live in compare/
                  f"hydra.sweep.dir=$R/{ablation.format(task=task)}/{folder}"]  # fmt: skip
         print("python train.py " + " \\\n  ".join(w for w in words if w))
     print(f"python benchmarks/stage2_ablation.py --set {name}")

@@ -1,5 +1,6 @@
 """Shared fixtures: composed configs, the embedded model's converted copy, a tiny model."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,13 @@ def tiny_results(tiny_model_dir, tmp_path_factory):
     """One CoRP run of the tiny model, shared by the end-to-end tests."""
     out = tmp_path_factory.mktemp("tiny-run")
     return out, tiny_run(tiny_model_dir, out, [TINY_SIGMAS])
+
+
+def vowel_task(folder: Path, n: int) -> list[str]:
+    """Overrides for a custom task of ``n`` prompts on which the tiny model's members get graded
+    rewards (the share of vowels: fixtures/signal_rewards.py)."""
+    data = folder / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Say something about {i}."}) + "\n" for i in range(n)))
+    reward = ROOT / "tests" / "fixtures" / "signal_rewards.py"
+    return ["task=custom", f"task.data_files={data}", f"task.reward_fn={reward}:vowel_share",
+            "task.max_new_tokens=8", "task.solved_at=0.2"]  # fmt: skip

@@ -17,7 +17,7 @@ from corp.racing import Race, RacingConfig, decision_points, sign_test, survivor
 from corp.scores import PopulationScores, Scores
 from corp.store import ScoreStore, save_scored
 from corp.tasks.base import Example
-from tests.conftest import ROOT, TINY_SIGMAS, compose_config, tiny_run
+from tests.conftest import ROOT, TINY_SIGMAS, compose_config, tiny_run, vowel_task
 
 
 def test_decision_points_grow_from_the_first_block_and_end_at_every_example():
@@ -166,11 +166,7 @@ RACE = ["racing=halving", "racing.first_block=2"]
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> list[str]:
     """A task on which the tiny model's members get different, graded rewards."""
-    data = tmp_path_factory.mktemp("data") / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"Say something about {i}."}) + "\n" for i in range(20)))
-    reward = ROOT / "tests" / "fixtures" / "signal_rewards.py"
-    return ["task=custom", f"task.data_files={data}", f"task.reward_fn={reward}:vowel_share",
-            "task.max_new_tokens=8", "task.solved_at=0.2", *RANDOPT]  # fmt: skip
+    return [*vowel_task(tmp_path_factory.mktemp("data"), 20), *RANDOPT]
 
 
 def _population(run) -> dict:

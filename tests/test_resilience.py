@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, TINY_BUDGET, tiny_run
+from tests.conftest import ROOT, TINY_BUDGET, tiny_run, vowel_task
 
 # saving after every member makes "in the middle of population scoring" observable on disk
 EXTRA = ["checkpoint_every_s=0.001", "export_model=false", "perturbation.sigmas=[0.5,1.0]", "trainer.num_threads=1"]
@@ -27,11 +27,7 @@ EXTRA = ["checkpoint_every_s=0.001", "export_model=false", "perturbation.sigmas=
 
 @pytest.fixture(scope="module")
 def task_args(tmp_path_factory) -> list[str]:
-    data = tmp_path_factory.mktemp("data") / "prompts.jsonl"
-    data.write_text("".join(json.dumps({"prompt": f"Say something about {i}."}) + "\n" for i in range(40)))
-    reward = ROOT / "tests" / "fixtures" / "signal_rewards.py"
-    return ["task=custom", f"task.data_files={data}", f"task.reward_fn={reward}:vowel_share",
-            "task.max_new_tokens=8", "task.solved_at=0.2"]  # fmt: skip
+    return vowel_task(tmp_path_factory.mktemp("data"), 40)
 
 
 def cli(model_dir: Path, out: Path, task_args: list[str], extra=()) -> list[str]:
