@@ -99,7 +99,7 @@ ARCHIVES = {
     "compare/countdown": 244,
     "compare/letter_counting": 202,
     "n32/arithmetic": 209,
-    "n32/countdown": 107,
+    "n32/countdown": 138,
     "n32/letter_counting": 101,
     "n32/needle_haystack": 171,
     "probe200/arithmetic": 125,
