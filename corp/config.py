@@ -45,7 +45,7 @@ def result_neutral(key: str) -> bool:
 class PerturbationConfig:
     """``perturbation.*``: the isotropic population of stage 0."""
 
-    population_size: int = 24  # N members scored on the support split
+    population_size: int = 32  # N members scored on the support split
     # cycled over members; for a 135M model in fp32 (8e-3 already breaks its outputs)
     sigmas: list[float] = field(default_factory=lambda: [2e-3, 4e-3, 6e-3])
     include: list[str] = field(default_factory=lambda: ["*"])  # glob patterns of perturbed parameter names

@@ -38,7 +38,11 @@ def baseline(path: Path) -> dict:
     """The values a file is merged onto: its schema's defaults (or those of the sibling file it extends);
     for a file of the global package, the config `python train.py` composes."""
     if is_global(path):
-        return OmegaConf.to_container(compose_config([]), resolve=False)
+        base = OmegaConf.to_container(compose_config([]), resolve=False)
+        swept = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+        for group in swept:  # a swept group's keys merge onto each option it sweeps, not the default's
+            base.pop(group, None)
+        return base
     rel = path.relative_to(CONF)
     if rel.parts[:2] == ("debug", "consolidation"):  # <debug>_<operator>.yaml, merged onto that operator
         operator = next(op for op in ("corp", "es", "randopt", "soup") if path.stem.endswith(f"_{op}"))

@@ -146,7 +146,7 @@ def run_error(tmp_path, *overrides) -> str:
     "overrides, expected",
     [
         (["model.name_or_path=/no/such/model"], "model.name_or_path='/no/such/model'"),
-        (["task=countdown", "task.test_size=600"], "task.test_size=600"),  # 562 puzzles exist
+        (["task=countdown", "task.max_number=20", "task.test_size=600"], "task.test_size=600"),  # 562 puzzles exist
         (["population.load=/no/such/folder"], "population.load=/no/such/folder"),
         (["mode=eval"], "eval.direction"),
         (["mode=eval", "eval.direction=/no/such/direction.json"], "eval.direction=/no/such/direction.json"),

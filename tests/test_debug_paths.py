@@ -35,7 +35,7 @@ def test_help_lists_the_groups_a_user_picks():
 def test_debug_profiler_saves_one_members_trace_and_print_config_prints_the_tree(tiny_model_dir, tmp_path, capsys):
     tiny_run(tiny_model_dir, tmp_path, ["debug=profiler", "print_config=true", "consolidation=soup",
                                         "perturbation.sigmas=[0.5]", "export_model=false"],
-             budget=["perturbation.population_size=4"])  # fmt: skip
+             budget=["task=arithmetic", "perturbation.population_size=4"])  # fmt: skip
     out = capsys.readouterr().out
     assert (
         out.startswith("config\n")

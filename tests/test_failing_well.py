@@ -30,7 +30,7 @@ def train(args: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 def tiny(model_dir: Path, out: Path, task_args: list[str], *extra: str) -> list[str]:  # noqa: F811
-    return [f"model.name_or_path={model_dir}", "logger=csv", f"hydra.run.dir={out}", *task_args, *TINY_BUDGET,
+    return [f"model.name_or_path={model_dir}", "logger=csv", f"hydra.run.dir={out}", *TINY_BUDGET, *task_args,
             *EXTRA, *extra]  # fmt: skip
 
 

@@ -28,7 +28,7 @@ ENV.pop("WANDB_API_KEY", None)
 
 def cmd(model_dir: Path, out: Path, task_args: list[str], *extra: str) -> list[str]:  # noqa: F811
     return [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={model_dir}", f"hydra.run.dir={out}",
-            *task_args, *TINY_BUDGET, *EXTRA, *extra]  # fmt: skip
+            *TINY_BUDGET, *task_args, *EXTRA, *extra]  # fmt: skip
 
 
 def runs_of(out: Path) -> list[Path]:

@@ -40,7 +40,7 @@ def wandb_run(tiny_model_dir, task_args, tmp_path_factory):  # noqa: F811
         mp.setenv("WANDB_SILENT", "true")
         mp.delenv("WANDB_API_KEY", raising=False)
         overrides = [f"model.name_or_path={tiny_model_dir}", "logger=wandb", f"output_dir={out}", "log_samples=5",
-                     *task_args, *TINY_BUDGET, *EXTRA]  # fmt: skip
+                     *TINY_BUDGET, *task_args, *EXTRA]  # fmt: skip
         results = run(compose_config(overrides)).to_json()
     (run_file,) = out.glob("wandb/offline-run-*/run-*.wandb")  # what `wandb sync` uploads later
     return out, results, run_file

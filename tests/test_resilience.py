@@ -32,7 +32,7 @@ def task_args(tmp_path_factory) -> list[str]:
 
 def cli(model_dir: Path, out: Path, task_args: list[str], extra=()) -> list[str]:
     return [sys.executable, str(ROOT / "train.py"), f"model.name_or_path={model_dir}", "logger=csv",
-            f"hydra.run.dir={out}", *task_args, *TINY_BUDGET, *EXTRA, *extra]  # fmt: skip
+            f"hydra.run.dir={out}", *TINY_BUDGET, *task_args, *EXTRA, *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
