@@ -96,6 +96,7 @@ PACKED = ("populations", "evals", "checkpoints")
 ARCHIVES = {
     "ablation_n32/arithmetic/stage1_only": 18,
     "compare/arithmetic": 228,
+    "default_run": 147,
     "compare/countdown": 244,
     "compare/letter_counting": 202,
     "n32/arithmetic": 209,
