@@ -103,6 +103,8 @@ ARCHIVES = {
     "n32/countdown": 138,
     "n32/letter_counting": 101,
     "n32/needle_haystack": 171,
+    "n32_antithetic/arithmetic": 48,
+    "n32_antithetic/countdown": 48,
     "probe200/arithmetic": 125,
 }
 
