@@ -87,7 +87,7 @@ def test_cfg_job_resolve_prints_the_resolved_config():
     proc = train("--cfg", "job", "--resolve")
     assert proc.returncode == 0, proc.stderr[-2000:]
     cfg = yaml.safe_load(proc.stdout)
-    assert cfg["output_dir"].startswith("outputs/runs/") and cfg["output_dir"].endswith("_arithmetic_corp")
+    assert cfg["output_dir"].startswith("outputs/runs/") and cfg["output_dir"].endswith("_countdown_corp")
 
 
 @pytest.mark.slow

@@ -92,8 +92,8 @@ def logged_once(rows: list[tuple[int, dict]]) -> tuple[dict[int, float], set[tup
 def uninterrupted(tiny_model_dir, task_args, tmp_path_factory) -> list[tuple[int, dict]]:  # noqa: F811
     """The W&B history of the run below, uninterrupted."""
     out = tmp_path_factory.mktemp("uninterrupted")
-    run(compose_config([f"model.name_or_path={tiny_model_dir}", f"output_dir={out}", *task_args,
-                        *TINY_BUDGET, *EXTRA, "logger=wandb", "logger.wandb.offline=true"]))  # fmt: skip
+    run(compose_config([f"model.name_or_path={tiny_model_dir}", f"output_dir={out}", *TINY_BUDGET,
+                        *task_args, *EXTRA, "logger=wandb", "logger.wandb.offline=true"]))  # fmt: skip
     return history(runs_of(out))
 
 

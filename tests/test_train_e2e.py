@@ -100,7 +100,7 @@ def test_debug_smoke_is_a_complete_run(embedded_run):
 def test_embedded_cli_run_prints_the_table_and_logs_to_wandb_offline(embedded_run):
     out, proc = embedded_run
     res = json.loads((out / "results.json").read_text())
-    assert res["model"] == "embedded" and res["task"] == "arithmetic" and res["method"] == "corp"
+    assert res["model"] == "embedded" and res["task"] == "countdown" and res["method"] == "corp"
     assert "base" in proc.stdout and "final" in proc.stdout and str(out.resolve()) in proc.stdout
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
