@@ -100,7 +100,7 @@ ARCHIVES = {
     "compare/countdown": 244,
     "compare/letter_counting": 202,
     "n32/arithmetic": 209,
-    "n32/countdown": 158,
+    "n32/countdown": 164,
     "n32/letter_counting": 101,
     "n32/needle_haystack": 171,
     "n32_antithetic/arithmetic": 48,
