@@ -49,7 +49,7 @@ def table(root: Path) -> str:
         "| method | arm | " + " | ".join(tasks) + " | mean | support evals (mean) |",
         "|---|---|" + "---|" * len(tasks) + "---|---|",
     ]
-    for (method, rule, n), cells in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+    for (method, rule, n), cells in sorted(data.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1] != "none")):
         per_task = []
         for task in tasks:
             acc = [100 * a for (t, _), (a, _) in cells.items() if t == task]
