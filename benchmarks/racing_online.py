@@ -35,9 +35,9 @@ def arms(root: Path) -> dict[tuple, dict[tuple[str, int], tuple[float, int]]]:
     for run in runs:
         rule = run.value("racing.rule")
         n = int(run.value("perturbation.population_size"))
-        budget, probe = run.results.budget, run.results.splits["probe"].n if "probe" in run.results.splits else 0
-        # selection budget: the population's support evaluations, without CoRP's candidates on the probe
-        support_evals = budget.example_evals - budget.candidate_evals * probe
+        # the selection's budget: the population's support evaluations, without CoRP's probe candidates
+        budget = run.results.budget
+        support_evals = budget.example_evals - budget.candidate_evals * run.results.splits["probe"].n
         out[(run.method, rule, n)][(run.task, run.results.seed)] = (run.results.splits["test"].final, support_evals)
     return out
 
