@@ -102,7 +102,7 @@ ARCHIVES = {
     "n32/arithmetic": 209,
     "n32/countdown": 164,
     "n32/letter_counting": 101,
-    "n32/needle_haystack": 229,
+    "n32/needle_haystack": 249,
     "n32_antithetic/arithmetic": 48,
     "n32_antithetic/countdown": 48,
     "probe200/arithmetic": 125,
