@@ -94,6 +94,8 @@ ARCHIVE, MANIFEST = "scores.tar.xz", "scores.sha256"
 PACKED = ("populations", "evals", "checkpoints")
 # Every sweep folder's archive of saved scores and checkpoints, and how many files it restores.
 ARCHIVES = {
+    "ablation/arithmetic/published_stage2": 81,
+    "ablation/countdown/published_stage2": 120,
     "ablation_n32/arithmetic/stage1_only": 18,
     "compare/arithmetic": 228,
     "default_run": 147,
