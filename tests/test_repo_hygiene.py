@@ -97,6 +97,7 @@ ARCHIVES = {
     "ablation/arithmetic/published_stage2": 81,
     "ablation/countdown/published_stage2": 120,
     "ablation_n32/arithmetic/stage1_only": 18,
+    "ablation_n32/countdown/published_stage2": 117,
     "compare/arithmetic": 228,
     "default_run": 147,
     "compare/countdown": 244,
