@@ -96,6 +96,7 @@ PACKED = ("populations", "evals", "checkpoints")
 ARCHIVES = {
     "ablation/arithmetic/published_stage2": 81,
     "ablation/countdown/published_stage2": 120,
+    "ablation/letter_counting/published_stage2": 57,
     "ablation_n32/arithmetic/stage1_only": 18,
     "ablation_n32/countdown/published_stage2": 117,
     "compare/arithmetic": 228,
