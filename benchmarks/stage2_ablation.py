@@ -11,9 +11,7 @@ of its comparison runs (every member and base evaluation is reused; each variant
 candidates, stage-2 members and final evaluations; ``model.dtype=float32``, the dtype every committed
 population was scored in, keeps that true on a host where ``auto`` means bf16). NAME is the task's folder under the set. Add
 ``consolidation.split_seed=0`` to the overrides when the comparison's CoRP runs were made before stage 2's
-split followed the run seed (the N = 8 set has it already). The N = 8 "published stage 2" rows made
-before ``local_sampler`` existed applied sqrt(lambda) twice; remove them before making them again
-(``git rm -r benchmarks/results/ablation/<task>/published_stage2``).
+split followed the run seed (the N = 8 set has it already).
 """
 
 from __future__ import annotations
