@@ -6,12 +6,15 @@ another draw), it reports the share of member x example evaluations the race dec
 raced top-1 has the full top-1's support score (equal or tied), the top-K overlap with the full
 ranking, and, for CoRP populations, stage 1's elite weights (cosine of w2 to the full run's, mean
 over the (q, beta) grid) and the chosen candidate's direction (cosine at the full run's best q, beta).
+A RandOpt population is also replayed as a CoRP one (label ``corp*``: CoRP's default grid on the
+same members; no candidate was chosen there, so the direction cosine is the mean over the grid):
+that is how the support-128 populations, scored once for RandOpt, answer for CoRP too.
 Stage 1 runs through ``corp.consolidate.stage1.merge`` on the raced rewards: survivors' full means,
 -inf for dropped members, exactly what ``PopulationScores.selection_rewards`` hands the operator::
 
     python benchmarks/score_archive.py unpack
     python benchmarks/racing_offline.py                       # the committed support-32 populations
-    python benchmarks/racing_offline.py --runs <sweep folder> --orders 200
+    python benchmarks/racing_offline.py --runs <sweep folder> --orders 200 --as-corp --randopt-keep 5
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from corp.consolidate.base import rank_members
+from corp.consolidate.corp import CorpConfig
 from corp.consolidate.stage1 import elite_reach, merge
 from corp.perturb.direction import Direction, stack
 from corp.racing import Race, RacingConfig
@@ -75,25 +79,35 @@ def populations(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def measure(run: Path, orders: int) -> list[dict]:
+def measure(run: Path, orders: int, as_corp: bool = False, randopt_keep: int | None = None) -> list[dict]:
+    """Rows per schedule for the run's own operator, or (``as_corp``) for CoRP's default stage 1 on its
+    members; ``randopt_keep`` replaces RandOpt's ``max(vote_ks)`` (a run that voted on test with K = 1
+    only is read as the default vote would race it)."""
     config = json.loads((run / "config.json").read_text())
     cons = config["consolidation"]
+    own = cons["name"] == "corp"
+    if as_corp and not own:
+        default = CorpConfig()
+        cons = {"name": "corp", "quantiles": default.quantiles, "betas": default.betas}
     with np.load(run / "populations" / "round_000.npz") as data:
         rewards = data["rewards"].astype(np.float64)
         members = [Direction.from_json(m) for m in json.loads(str(data["members"]))]
     n, e = rewards.shape
     full = rewards.mean(axis=1)
     corp = cons["name"] == "corp"
-    keep = elite_reach(n, cons["quantiles"]) if corp else max(cons["vote_ks"])
+    keep = elite_reach(n, cons["quantiles"]) if corp else randopt_keep or max(cons["vote_ks"])
     full_rank = rank_members(full)
     grid = [(q, b) for q in cons["quantiles"] for b in cons["betas"]] if corp else []
     if corp:
         matrix, basis = stack(members)
-        line = json.loads((run / "rounds.jsonl").read_text().splitlines()[0])["metrics"]
-        chosen = grid.index((line["stage1/best_q"], line["stage1/best_beta"]))
+        chosen = None
+        if own:
+            line = json.loads((run / "rounds.jsonl").read_text().splitlines()[0])["metrics"]
+            chosen = grid.index((line["stage1/best_q"], line["stage1/best_beta"]))
         full_w = [stage1_weights(matrix, basis, full, q, b) for q, b in grid]
     rng = np.random.default_rng(0)
     perms = [rng.permutation(e) for _ in range(orders)]
+    method = cons["name"] if own or not corp else "corp*"
     rows = []
     for label, cfg in SCHEDULES.items():
         spent, top1, overlap, wcos, dcos = [], [], [], [], []
@@ -107,9 +121,10 @@ def measure(run: Path, orders: int) -> list[dict]:
             if corp:
                 raced = [stage1_weights(matrix, basis, sel, q, b) for q, b in grid]
                 wcos.append(np.mean([cosine(a[0], f[0]) for a, f in zip(raced, full_w)]))
-                dcos.append(cosine(raced[chosen][1], full_w[chosen][1]))
-        rows.append({"schedule": label, "keep": keep, "decoded": np.mean(spent), "top1": np.mean(top1),
-                     "overlap": np.mean(overlap), "w2_cos": np.mean(wcos) if corp else None,
+                at = range(len(grid)) if chosen is None else [chosen]
+                dcos.append(np.mean([cosine(raced[i][1], full_w[i][1]) for i in at]))
+        rows.append({"method": method, "schedule": label, "keep": keep, "decoded": np.mean(spent),
+                     "top1": np.mean(top1), "overlap": np.mean(overlap), "w2_cos": np.mean(wcos) if corp else None,
                      "w2_cos_min": np.min(wcos) if corp else None,
                      "chosen_cos": np.mean(dcos) if corp else None})  # fmt: skip
     return rows
@@ -122,13 +137,13 @@ def summary(results: list[tuple[str, dict]]) -> None:
         "| w2 cosine (worst order) | chosen cosine (worst) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for method in ("randopt", "corp"):
+    for method in ("randopt", "corp", "corp*"):
         for schedule in SCHEDULES:
-            rows = [r for label, r in results if f"/{method} " in label and r["schedule"] == schedule]
+            rows = [r for _, r in results if r["method"] == method and r["schedule"] == schedule]
             if not rows:
                 continue
-            col = {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0] if k not in ("schedule",)}
-            corp = method == "corp"
+            col = {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0] if k not in ("method", "schedule")}
+            corp = method != "randopt"
             w2 = f"{col['w2_cos'].mean():.3f} ({col['w2_cos_min'].min():.3f})" if corp else ""
             ch = f"{col['chosen_cos'].mean():.3f} ({col['chosen_cos'].min():.3f})" if corp else ""
             print(
@@ -142,11 +157,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, nargs="*", default=[RESULTS / "compare", RESULTS / "n32"])
     parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--randopt-keep", type=int, help="RandOpt's K (default: the run's max(vote_ks))")
+    parser.add_argument("--as-corp", action="store_true", help="also replay CoRP's stage 1 on RandOpt members")
     args = parser.parse_args()
     found = [p for root in args.runs for p in populations(root)]
     if not found:
         raise SystemExit("no complete populations found (run `python benchmarks/score_archive.py unpack` first)")
-    results = [(label, row) for label, run in found for row in measure(run, args.orders)]
+    results = [
+        (label, row) for label, run in found for row in measure(run, args.orders, randopt_keep=args.randopt_keep)
+    ]
+    if args.as_corp:
+        results += [(label, row) for label, run in found if "/randopt " in label
+                    for row in measure(run, args.orders, as_corp=True)]  # fmt: skip
     summary(results)
     print()
     print(
@@ -158,7 +180,8 @@ def main() -> None:
         w2 = "" if row["w2_cos"] is None else f"{row['w2_cos']:.3f} ({row['w2_cos_min']:.3f})"
         ch = "" if row["chosen_cos"] is None else f"{row['chosen_cos']:.3f}"
         print(
-            f"| {label} | {row['schedule']} | {row['keep']} | {row['decoded']:.0%} | {row['top1']:.0%} | "
+            f"| {label.replace('/randopt', '/' + row['method'])} | {row['schedule']} | {row['keep']} | "
+            f"{row['decoded']:.0%} | {row['top1']:.0%} | "
             f"{row['overlap']:.2f} | {w2} | {ch} |"
         )
 
