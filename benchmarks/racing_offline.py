@@ -40,7 +40,14 @@ SCHEDULES = {
     "paired 0.95, 8": RacingConfig(rule="paired", first_block=8, confidence=0.95),
     "paired 0.99, 8": RacingConfig(rule="paired", first_block=8, confidence=0.99),
     "paired 0.99, 16": RacingConfig(rule="paired", first_block=16, confidence=0.99),
+    # added once support 128 was scored (chosen on support only): milder halving, bolder sign tests
+    "halving 8, keep 0.7": RacingConfig(rule="halving", first_block=8, fraction=0.7),
+    "halving 16, keep 0.6": RacingConfig(rule="halving", first_block=16, fraction=0.6),
+    "paired 0.8, 8": RacingConfig(rule="paired", first_block=8, confidence=0.8),
+    "paired 0.8, 16": RacingConfig(rule="paired", first_block=16, confidence=0.8),
 }
+# The control at a race's budget: no race, every member on the first share of the examples.
+SUBSAMPLES = {"no race, all on 40 %": 0.4}
 
 
 def race(cfg: RacingConfig, rewards: np.ndarray, keep: int) -> Race:
@@ -109,12 +116,17 @@ def measure(run: Path, orders: int, as_corp: bool = False, randopt_keep: int | N
     perms = [rng.permutation(e) for _ in range(orders)]
     method = cons["name"] if own or not corp else "corp*"
     rows = []
-    for label, cfg in SCHEDULES.items():
+    for label, cfg in {**SCHEDULES, **SUBSAMPLES}.items():
         spent, top1, overlap, wcos, dcos = [], [], [], [], []
         for perm in perms:
-            r = race(cfg, rewards[:, perm], keep)
-            sel = np.where(r.alive, full, -np.inf)  # survivors' rows are complete: their full means
-            spent.append(r.decoded / (n * e))
+            if label in SUBSAMPLES:
+                t = round(cfg * e)
+                sel = rewards[:, perm[:t]].mean(axis=1)
+                spent.append(t / e)
+            else:
+                r = race(cfg, rewards[:, perm], keep)
+                sel = np.where(r.alive, full, -np.inf)  # survivors' rows are complete: their full means
+                spent.append(r.decoded / (n * e))
             ranked = rank_members(sel)
             top1.append(full[ranked[0]] == full[full_rank[0]])
             overlap.append(len(set(ranked[:keep]) & set(full_rank[:keep])) / keep)
@@ -138,7 +150,7 @@ def summary(results: list[tuple[str, dict]]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for method in ("randopt", "corp", "corp*"):
-        for schedule in SCHEDULES:
+        for schedule in [*SCHEDULES, *SUBSAMPLES]:
             rows = [r for _, r in results if r["method"] == method and r["schedule"] == schedule]
             if not rows:
                 continue

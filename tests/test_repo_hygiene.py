@@ -110,6 +110,7 @@ ARCHIVES = {
     "n32_antithetic/arithmetic": 48,
     "n32_antithetic/countdown": 48,
     "probe200/arithmetic": 125,
+    "support128/arithmetic": 9,
 }
 
 
