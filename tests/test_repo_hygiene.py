@@ -111,6 +111,7 @@ ARCHIVES = {
     "n32_antithetic/countdown": 48,
     "probe200/arithmetic": 125,
     "support128/arithmetic": 9,
+    "support128/countdown": 9,
 }
 
 
