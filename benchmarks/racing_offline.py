@@ -92,8 +92,8 @@ def measure(run: Path, orders: int, as_corp: bool = False, randopt_keep: int | N
     only is read as the default vote would race it)."""
     config = json.loads((run / "config.json").read_text())
     cons = config["consolidation"]
-    own = cons["name"] == "corp"
-    if as_corp and not own:
+    replayed = as_corp and cons["name"] != "corp"  # CoRP's stage 1 on another operator's members
+    if replayed:
         default = CorpConfig()
         cons = {"name": "corp", "quantiles": default.quantiles, "betas": default.betas}
     with np.load(run / "populations" / "round_000.npz") as data:
@@ -108,13 +108,13 @@ def measure(run: Path, orders: int, as_corp: bool = False, randopt_keep: int | N
     if corp:
         matrix, basis = stack(members)
         chosen = None
-        if own:
+        if not replayed:
             line = json.loads((run / "rounds.jsonl").read_text().splitlines()[0])["metrics"]
             chosen = grid.index((line["stage1/best_q"], line["stage1/best_beta"]))
         full_w = [stage1_weights(matrix, basis, full, q, b) for q, b in grid]
     rng = np.random.default_rng(0)
     perms = [rng.permutation(e) for _ in range(orders)]
-    method = cons["name"] if own or not corp else "corp*"
+    method = "corp*" if replayed else cons["name"]
     rows = []
     for label, cfg in {**SCHEDULES, **SUBSAMPLES}.items():
         spent, top1, overlap, wcos, dcos = [], [], [], [], []
