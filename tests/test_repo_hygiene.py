@@ -112,6 +112,7 @@ ARCHIVES = {
     "probe200/arithmetic": 125,
     "support128/arithmetic": 9,
     "support128/countdown": 9,
+    "support128/letter_counting": 9,
 }
 
 
