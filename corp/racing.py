@@ -41,7 +41,7 @@ class RacingConfig:
     first_block: int = 8  # examples every member is decoded on before the first decision
     growth: float = 2.0  # each later decision point is this many times the previous one
     fraction: float = 0.5  # halving: the share of survivors kept at each decision point
-    confidence: float = 0.99  # paired: one-sided confidence of each sign test that drops a member
+    confidence: float = 0.8  # paired: one-sided confidence of each sign test that drops a member (BENCHMARKS §3)
     floor: int = 2  # never fewer survivors than this (nor than what the operator keeps)
 
     def __post_init__(self) -> None:

@@ -147,6 +147,23 @@ def test_operators_choose_among_the_members_that_finished_the_race():
     assert elite == {3, 4, 5, 6, 7}  # every finisher, no raced-out member
 
 
+@pytest.mark.parametrize(("override", "rule"), [
+    ([], "none"),  # CoRP
+    (["consolidation=randopt"], "paired"),
+    (["consolidation=randopt_10x"], "paired"),
+    (["consolidation=soup"], "paired"),
+    (["consolidation=es"], "none"),
+    (["consolidation=randopt", "racing=none"], "none"),  # the command line wins over the operator's choice
+    (["experiment=compare", "consolidation=randopt_10x", "hydra.mode=RUN"], "none"),  # the matched comparison
+    (["experiment=compare", "consolidation=soup", "hydra.mode=RUN", "racing=halving"], "halving"),
+])  # fmt: skip
+def test_randopt_and_soup_race_by_default_and_everything_else_scores_in_full(override, rule):
+    cfg = compose_config(override)
+    assert cfg.racing.rule == rule
+    if rule == "paired":
+        assert cfg.racing.confidence == 0.8 and cfg.racing.first_block == 8  # the schedule BENCHMARKS §3 chose
+
+
 @pytest.mark.parametrize(("override", "named"), [
     (["racing=halving", "consolidation=es"], "racing=halving: consolidation=es reads every member"),
     (["racing.rule=fast"], "racing.rule='fast'"),
